@@ -1,0 +1,80 @@
+"""One UsageEvent per authenticated /v1 request: opened when the key checks out, closed exactly once."""
+
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from billing.pricing import cost_of
+from routing.engine.snapshot import Principal
+from routing.engine.types import Target, TokenUsage
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    request_id: str
+    created_at: float  # epoch seconds
+    started: float  # perf_counter
+    principal: Principal
+    endpoint: str
+    stream: bool = False
+    alias: str = ""
+    deployment: str = ""
+    provider: str = ""
+    status: int = 0
+    error_type: str = ""
+    attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    estimated: bool = False
+    latency_ms: float | None = None
+    ttfb_ms: float | None = None
+    upstream_latency_ms: float | None = None
+    is_closed: bool = False
+
+    @classmethod
+    def begin(cls, *, principal: Principal, endpoint: str, request_id: str) -> "UsageEvent":
+        return cls(request_id=request_id, created_at=time.time(), started=time.perf_counter(),
+                   principal=principal, endpoint=endpoint)
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+    def use_target(self, target: Target | None, attempts: int) -> None:
+        self.attempts = attempts
+        if target is not None:
+            self.deployment, self.provider = target.deployment, target.provider
+
+    def record_tokens(self, usage: TokenUsage, target: Target) -> None:
+        self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        self.cached_tokens, self.estimated = usage.cached_tokens, usage.is_estimated
+        self.cost_usd = cost_of(usage, target.price)
+
+    def close(self, *, status: int, error_type: str = "") -> bool:
+        """Set the outcome; False if already closed (the first outcome wins)."""
+        if self.is_closed:
+            return False
+        self.is_closed = True
+        self.status, self.error_type = status, error_type
+        self.latency_ms = self.elapsed_ms()
+        return True
+
+    def to_row(self) -> dict[str, Any]:
+        p = self.principal
+        return {
+            "request_id": self.request_id, "created_at": self.created_at,
+            "tenant_id": p.tenant_id, "team_id": p.team_id, "api_key_id": p.key_id,
+            "tenant_name": p.tenant_name, "team_name": p.team_name, "key_prefix": p.key_prefix,
+            "endpoint": self.endpoint, "alias": self.alias, "deployment": self.deployment, "provider": self.provider,
+            "status": self.status, "error_type": self.error_type, "attempts": self.attempts, "stream": self.stream,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens, "cost_usd": str(self.cost_usd), "estimated": self.estimated,
+            "latency_ms": self.latency_ms, "ttfb_ms": self.ttfb_ms, "upstream_latency_ms": self.upstream_latency_ms,
+        }

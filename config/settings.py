@@ -1,0 +1,133 @@
+"""Tollway settings. The only module that reads the environment; every variable is listed in .env.example."""
+
+from pathlib import Path
+
+from config.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("TOLLWAY_DATA_DIR", str(BASE_DIR / "var")))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("TOLLWAY_DEBUG", False)
+SECRET_KEY = env_str("TOLLWAY_SECRET_KEY", "")
+if not SECRET_KEY:
+    # The embedded default keeps a generated key on disk so sessions and encrypted fields survive restarts.
+    from config.secrets_file import load_or_create_secret
+
+    SECRET_KEY = load_or_create_secret(DATA_DIR / "secret_key", nbytes=48)
+ALLOWED_HOSTS = env_list("TOLLWAY_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "portal",
+    "routing",
+    "billing",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+ASGI_APPLICATION = "config.asgi.application"
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'tollway.sqlite3'}")
+DATABASES = {"default": database_from_url(DATABASE_URL, base_dir=BASE_DIR)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Celery: a real broker in production; tasks run inline on the embedded default.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
+CELERY_TASK_ALWAYS_EAGER = env_bool("TOLLWAY_CELERY_EAGER", not bool(REDIS_URL or env_str("CELERY_BROKER_URL", "")))
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("TOLLWAY_LOG_LEVEL", "INFO")},
+}
+
+# --- Secrets -------------------------------------------------------------------------------------------------
+# Pepper for API-key hashes (HMAC-SHA-256). Changing it invalidates every key.
+TOLLWAY_KEY_PEPPER = env_str("TOLLWAY_KEY_PEPPER", "")
+if not TOLLWAY_KEY_PEPPER:
+    from config.secrets_file import load_or_create_secret
+
+    TOLLWAY_KEY_PEPPER = load_or_create_secret(DATA_DIR / "key_pepper", nbytes=32)
+# Fernet keys for provider credentials, newest first; older ones still decrypt (rotation: see README).
+TOLLWAY_FERNET_KEYS = env_list("TOLLWAY_FERNET_KEYS", [])
+if not TOLLWAY_FERNET_KEYS:
+    from config.secrets_file import load_or_create_fernet_key
+
+    TOLLWAY_FERNET_KEYS = [load_or_create_fernet_key(DATA_DIR / "fernet_key")]
+
+# --- Gateway -------------------------------------------------------------------------------------------------
+# Private and loopback upstream addresses are refused unless the platform allows them (link-local never is).
+TOLLWAY_ALLOW_PRIVATE_UPSTREAMS = env_bool("TOLLWAY_ALLOW_PRIVATE_UPSTREAMS", False)
+TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS = env_bool("TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS", False)
+TOLLWAY_MAX_BODY_BYTES = env_int("TOLLWAY_MAX_BODY_BYTES", 8 * 1024 * 1024)
+# How often each process reloads keys and the catalogue: the bound on revocation reaching every process.
+TOLLWAY_SNAPSHOT_REFRESH_S = env_float("TOLLWAY_SNAPSHOT_REFRESH_S", 2.0)
+TOLLWAY_USAGE_FLUSH_INTERVAL_S = env_float("TOLLWAY_USAGE_FLUSH_INTERVAL_S", 0.5)
+TOLLWAY_USAGE_FLUSH_BATCH = env_int("TOLLWAY_USAGE_FLUSH_BATCH", 500)
+# Where each process appends usage records before answering, so a hard crash loses none (see billing/outbox.py).
+TOLLWAY_USAGE_OUTBOX_DIR = Path(env_str("TOLLWAY_USAGE_OUTBOX_DIR", str(DATA_DIR / "usage-outbox")))
+TOLLWAY_UPSTREAM_CONNECT_TIMEOUT_S = env_float("TOLLWAY_UPSTREAM_CONNECT_TIMEOUT_S", 5.0)
+TOLLWAY_UPSTREAM_TIMEOUT_S = env_float("TOLLWAY_UPSTREAM_TIMEOUT_S", 120.0)
+TOLLWAY_HTTP_TRANSPORT = env_str("TOLLWAY_HTTP_TRANSPORT", "aiohttp")  # aiohttp | httpx

@@ -1,0 +1,70 @@
+from django.db import models
+
+KIND_CHOICES = [
+    ("openai", "OpenAI"),
+    ("azure-openai", "Azure OpenAI"),
+    ("anthropic", "Anthropic"),
+    ("gemini", "Google Gemini"),
+    ("openai-compatible", "OpenAI-compatible (vLLM, Ollama, llama.cpp, TGI, Mistral, Groq, Together, DeepSeek)"),
+]
+
+
+class Provider(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=32, choices=KIND_CHOICES)
+    base_url = models.URLField(max_length=500)
+    # Fernet token of the API key (routing/credentials.py); never stored or shown in clear.
+    api_key_encrypted = models.TextField(blank=True)
+    # Name of an environment variable to read the key from at load time, instead of storing it.
+    api_key_env = models.CharField(max_length=200, blank=True)
+    api_version = models.CharField(max_length=50, blank=True)  # Azure
+    connect_timeout_s = models.FloatField(default=5.0)
+    timeout_s = models.FloatField(default=120.0)
+    is_enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Deployment(models.Model):
+    """A model served by a provider, with its prices. Prices are USD per one million tokens."""
+
+    name = models.SlugField(max_length=150, unique=True)
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="deployments")
+    model = models.CharField(max_length=200)  # the upstream's own model id (Azure: deployment name)
+    input_per_1m = models.DecimalField(max_digits=20, decimal_places=10, default=0)
+    output_per_1m = models.DecimalField(max_digits=20, decimal_places=10, default=0)
+    cached_input_per_1m = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    capabilities = models.JSONField(default=list, blank=True)  # chat, embeddings, tools, vision, json
+    is_enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelAlias(models.Model):
+    """The name clients send as `model`, served by one or more deployments in priority order."""
+
+    name = models.CharField(max_length=150, unique=True)
+    description = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "model aliases"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AliasDeployment(models.Model):
+    alias = models.ForeignKey(ModelAlias, on_delete=models.CASCADE, related_name="routes")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="routes")
+    priority = models.PositiveIntegerField(default=0)  # lower is tried first
+
+    class Meta:
+        ordering = ["priority", "id"]
+        constraints = [models.UniqueConstraint(fields=["alias", "deployment"], name="alias_deployment_unique")]

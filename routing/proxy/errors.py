@@ -1,0 +1,90 @@
+"""Every /v1 error, with its HTTP status and OpenAI-style body. Views never build error JSON themselves.
+
+    GatewayError (500 server_error)
+    ├── InvalidRequest (400, names the `param`)
+    ├── InvalidApiKey (401)          missing, unknown, revoked or expired key
+    ├── AliasNotAllowed (403)
+    ├── UnknownAlias (404)
+    ├── NotFound (404)               no such /v1 route
+    ├── MethodNotAllowed (405)
+    ├── BodyTooLarge (413)
+    ├── RateLimited (429, Retry-After)
+    ├── UpstreamRejected (the provider's own 4xx status and message)
+    ├── AllDeploymentsFailed (502)
+    └── AllDeploymentsTimedOut (504)
+Messages never carry keys, credentials or stack traces.
+"""
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+    param: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if param is not None:
+            self.param = param
+        if code is not None:
+            self.code = code
+        self.headers: dict[str, str] = {}
+
+    def to_body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequest(GatewayError):
+    status, type = 400, "invalid_request_error"
+
+
+class InvalidApiKey(GatewayError):
+    status, type, code = 401, "invalid_request_error", "invalid_api_key"
+
+
+class AliasNotAllowed(GatewayError):
+    status, type, code, param = 403, "permission_error", "model_not_allowed", "model"
+
+
+class UnknownAlias(GatewayError):
+    status, type, code, param = 404, "invalid_request_error", "model_not_found", "model"
+
+
+class NotFound(GatewayError):
+    status, type, code = 404, "invalid_request_error", "unknown_url"
+
+
+class MethodNotAllowed(GatewayError):
+    status, type, code = 405, "invalid_request_error", "method_not_allowed"
+
+
+class BodyTooLarge(GatewayError):
+    status, type, code = 413, "invalid_request_error", "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status, type, code = 429, "rate_limit_error", "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.headers["retry-after"] = str(max(1, retry_after_s))
+
+
+class UpstreamRejected(GatewayError):
+    """The provider refused the request (a 4xx): its status and message, in the caller's format."""
+
+    def __init__(self, message: str, *, status: int, error_type: str, code=None, param=None, retry_after=None):
+        super().__init__(message, code=code, param=param)
+        self.status = status
+        self.type = error_type
+        if retry_after:
+            self.headers["retry-after"] = retry_after
+
+
+class AllDeploymentsFailed(GatewayError):
+    status, type, code = 502, "upstream_error", "all_deployments_failed"
+
+
+class AllDeploymentsTimedOut(GatewayError):
+    status, type, code = 504, "timeout", "upstream_timeout"

@@ -1,0 +1,53 @@
+"""What each gateway process starts before serving /v1 and stops after the last request (ASGI lifespan)."""
+
+import asyncio
+import gc
+import logging
+
+from django.conf import settings
+
+from billing import services as billing_services
+from billing import usage_writer
+from billing.outbox import Outbox
+from config import db_thread
+from routing import snapshot_loader
+from routing.providers import http
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self) -> None:
+        self._refresher: asyncio.Task | None = None
+        self._writer: usage_writer.UsageWriter | None = None
+
+    async def start(self) -> None:
+        http.open_client(transport=settings.TOLLWAY_HTTP_TRANSPORT)
+        await snapshot_loader.refresh_once()
+        recovered = await db_thread.run_in_db(
+            billing_services.recover_usage_outbox, directory=settings.TOLLWAY_USAGE_OUTBOX_DIR
+        )
+        if recovered:
+            log.warning("recovered %d usage records left by a process that stopped without flushing", recovered)
+        self._writer = usage_writer.UsageWriter(
+            outbox=Outbox(settings.TOLLWAY_USAGE_OUTBOX_DIR),
+            store=lambda rows: db_thread.run_in_db(billing_services.store_usage_rows, rows=rows),
+            flush_interval_s=settings.TOLLWAY_USAGE_FLUSH_INTERVAL_S,
+            batch_size=settings.TOLLWAY_USAGE_FLUSH_BATCH,
+        )
+        self._writer.start()
+        usage_writer.install(self._writer)
+        self._refresher = asyncio.get_running_loop().create_task(
+            snapshot_loader.refresh_forever(), name="snapshot-refresher"
+        )
+        # Long-lived startup objects never need collecting; freezing them shortens GC pauses (p99).
+        gc.freeze()
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        if self._writer is not None:
+            await self._writer.close()
+            usage_writer.install(None)
+        await http.close_client()
+        await asyncio.get_running_loop().run_in_executor(None, db_thread.shutdown)

@@ -1,0 +1,192 @@
+"""The /v1 views: async DRF views, reached straight from the ASGI router in config/asgi.py.
+
+They parse, call routing/proxy/pipeline.py and encode. Errors are raised as GatewayError subclasses and
+rendered by GatewayView.handle_exception: OpenAI-style JSON (Anthropic-style on /v1/messages).
+"""
+
+import logging
+
+import orjson
+from adrf.views import APIView
+from django.http import HttpResponse, StreamingHttpResponse
+from rest_framework import exceptions
+from rest_framework.parsers import BaseParser
+
+from billing.usage import UsageEvent
+from routing.engine import snapshot
+from routing.proxy import pipeline, sse, validation
+from routing.proxy.auth import ApiKeyAuthentication
+from routing.proxy.errors import BodyTooLarge, GatewayError, InvalidApiKey, InvalidRequest, MethodNotAllowed
+
+log = logging.getLogger(__name__)
+JSON = "application/json"
+
+
+class OrjsonParser(BaseParser):
+    # JSON is the only format on /v1, whatever Content-Type a hand-written curl call sends.
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        raw = stream.read() if stream is not None else b""
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"The request body is not valid JSON: {exc.args[0]}") from None
+
+
+def json_response(payload, *, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+    return HttpResponse(orjson.dumps(payload), status=status, content_type=JSON, headers=headers)
+
+
+class GatewayView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes: list = []
+    throttle_classes: list = []
+    parser_classes = [OrjsonParser]
+    endpoint = ""
+
+    async def async_dispatch(self, request, *args, **kwargs):
+        # adrf runs `initial()` (auth, negotiation) through sync_to_async: a thread hop per request.
+        # Everything in ours is in-memory, so it runs inline on the event loop.
+        self.args, self.kwargs = args, kwargs
+        request = self.initialize_request(request, *args, **kwargs)
+        self.request = request
+        self.headers = self.default_response_headers
+        try:
+            self.initial(request, *args, **kwargs)
+            handler = getattr(self, request.method.lower(), None)
+            if handler is None:
+                raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}.")
+            response = await handler(request, *args, **kwargs)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        self.response = self.finalize_response(request, response, *args, **kwargs)
+        return self.response
+
+    def perform_content_negotiation(self, request, force=False):
+        return (None, JSON)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+            exc = InvalidApiKey(str(exc.detail))
+        if isinstance(exc, exceptions.ParseError):
+            exc = InvalidRequest(str(exc.detail))
+        if not isinstance(exc, GatewayError):
+            log.exception("unhandled error on %s", self.request.path if hasattr(self, "request") else "/v1")
+            exc = GatewayError("The gateway hit an internal error. Quote the x-request-id when reporting it.")
+        return json_response(self.error_body(exc), status=exc.status, headers=exc.headers)
+
+    def error_body(self, exc: GatewayError) -> dict:
+        return exc.to_body()
+
+    def begin_usage(self, request) -> UsageEvent:
+        return UsageEvent.begin(
+            principal=request.auth, endpoint=self.endpoint, request_id=request._request.META["tollway.request_id"]
+        )
+
+    def read_body(self, request, usage: UsageEvent) -> dict:
+        if request._request.META.get("tollway.body_too_large"):
+            raise BodyTooLarge(f"The request body is larger than {request._request.META['tollway.max_body']} bytes.")
+        body = request.data
+        usage.alias = validation.check_model(body)
+        if isinstance(body.get("stream"), bool):
+            usage.stream = body["stream"]
+        return body
+
+
+def deployment_headers(usage: UsageEvent) -> dict[str, str]:
+    return {"x-tollway-deployment": usage.deployment, "x-tollway-attempts": str(usage.attempts)}
+
+
+class ChatCompletionsView(GatewayView):
+    endpoint = "chat.completions"
+
+    async def post(self, request):
+        usage = self.begin_usage(request)
+        try:
+            body = self.read_body(request, usage)
+            validation.check_chat(body)
+            if usage.stream:
+                stream, target = await pipeline.open_chat_stream(request.auth, body, usage)
+            else:
+                result = await pipeline.complete_chat(request.auth, body, usage)
+                content = orjson.dumps(result.body)
+        except BaseException as exc:
+            pipeline.fail(usage, exc)
+            raise
+        if not usage.stream:
+            pipeline.finish(usage, status=200)
+            return HttpResponse(content, content_type=JSON, headers=deployment_headers(usage))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        relay = pipeline.StreamRelay(
+            stream=stream,
+            usage=usage,
+            principal=request.auth,
+            target=target,
+            request_body=body,
+            encode_chunk=sse.openai_chunk_encoder(include_usage=include_usage),
+            encode_end=sse.openai_end,
+            encode_error=sse.openai_error_event,
+        )
+        return stream_response(relay, usage)
+
+
+def stream_response(relay: pipeline.StreamRelay, usage: UsageEvent) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        streaming_content=(), content_type="text/event-stream", headers=deployment_headers(usage)
+    )
+    response["cache-control"] = "no-cache"
+    # The ASGI router pumps the relay itself and cancels it when the client disconnects.
+    response.tollway_relay = relay
+    return response
+
+
+class EmbeddingsView(GatewayView):
+    endpoint = "embeddings"
+
+    async def post(self, request):
+        usage = self.begin_usage(request)
+        try:
+            body = self.read_body(request, usage)
+            usage.stream = False
+            validation.check_embeddings(body)
+            result = await pipeline.complete_embeddings(request.auth, body, usage)
+            content = orjson.dumps(result.body)
+        except BaseException as exc:
+            pipeline.fail(usage, exc)
+            raise
+        pipeline.finish(usage, status=200)
+        return HttpResponse(content, content_type=JSON, headers=deployment_headers(usage))
+
+
+def _model_entry(alias: str) -> dict:
+    return {"id": alias, "object": "model", "created": 0, "owned_by": "tollway"}
+
+
+class ModelsView(GatewayView):
+    """Only the aliases this key may use. Listing models is not a billable call, so it leaves no usage record
+    of tokens but still one record of the request."""
+
+    endpoint = "models"
+
+    async def get(self, request, model_id: str | None = None):
+        usage = self.begin_usage(request)
+        try:
+            principal = request.auth
+            aliases = sorted(
+                alias
+                for alias in snapshot.current().aliases
+                if principal.allowed_aliases is None or alias in principal.allowed_aliases
+            )
+            if model_id is None:
+                response = json_response({"object": "list", "data": [_model_entry(a) for a in aliases]})
+            else:
+                usage.alias = model_id
+                if model_id not in aliases:
+                    pipeline.resolve(principal, model_id)  # raises the right 403/404
+                response = json_response(_model_entry(model_id))
+        except BaseException as exc:
+            pipeline.fail(usage, exc)
+            raise
+        pipeline.finish(usage, status=200)
+        return response
