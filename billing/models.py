@@ -35,3 +35,6 @@ class UsageRecord(models.Model):
             models.Index(fields=["tenant", "created_at"], name="usage_tenant_time"),
             models.Index(fields=["team", "created_at"], name="usage_team_time"),
         ]
+
+    def __str__(self) -> str:
+        return self.request_id

@@ -9,9 +9,25 @@ from billing.outbox import claim_orphans
 from portal.models import APIKey, Team, Tenant
 
 _ROW_FIELDS = (
-    "request_id", "tenant_name", "team_name", "key_prefix", "endpoint", "alias", "deployment", "provider",
-    "status", "error_type", "attempts", "stream", "prompt_tokens", "completion_tokens", "cached_tokens",
-    "estimated", "latency_ms", "ttfb_ms", "upstream_latency_ms",
+    "request_id",
+    "tenant_name",
+    "team_name",
+    "key_prefix",
+    "endpoint",
+    "alias",
+    "deployment",
+    "provider",
+    "status",
+    "error_type",
+    "attempts",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "estimated",
+    "latency_ms",
+    "ttfb_ms",
+    "upstream_latency_ms",
 )
 
 

@@ -41,8 +41,13 @@ class UsageEvent:
 
     @classmethod
     def begin(cls, *, principal: Principal, endpoint: str, request_id: str) -> "UsageEvent":
-        return cls(request_id=request_id, created_at=time.time(), started=time.perf_counter(),
-                   principal=principal, endpoint=endpoint)
+        return cls(
+            request_id=request_id,
+            created_at=time.time(),
+            started=time.perf_counter(),
+            principal=principal,
+            endpoint=endpoint,
+        )
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
@@ -69,12 +74,28 @@ class UsageEvent:
     def to_row(self) -> dict[str, Any]:
         p = self.principal
         return {
-            "request_id": self.request_id, "created_at": self.created_at,
-            "tenant_id": p.tenant_id, "team_id": p.team_id, "api_key_id": p.key_id,
-            "tenant_name": p.tenant_name, "team_name": p.team_name, "key_prefix": p.key_prefix,
-            "endpoint": self.endpoint, "alias": self.alias, "deployment": self.deployment, "provider": self.provider,
-            "status": self.status, "error_type": self.error_type, "attempts": self.attempts, "stream": self.stream,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "cached_tokens": self.cached_tokens, "cost_usd": str(self.cost_usd), "estimated": self.estimated,
-            "latency_ms": self.latency_ms, "ttfb_ms": self.ttfb_ms, "upstream_latency_ms": self.upstream_latency_ms,
+            "request_id": self.request_id,
+            "created_at": self.created_at,
+            "tenant_id": p.tenant_id,
+            "team_id": p.team_id,
+            "api_key_id": p.key_id,
+            "tenant_name": p.tenant_name,
+            "team_name": p.team_name,
+            "key_prefix": p.key_prefix,
+            "endpoint": self.endpoint,
+            "alias": self.alias,
+            "deployment": self.deployment,
+            "provider": self.provider,
+            "status": self.status,
+            "error_type": self.error_type,
+            "attempts": self.attempts,
+            "stream": self.stream,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cost_usd": str(self.cost_usd),
+            "estimated": self.estimated,
+            "latency_ms": self.latency_ms,
+            "ttfb_ms": self.ttfb_ms,
+            "upstream_latency_ms": self.upstream_latency_ms,
         }

@@ -21,6 +21,7 @@ from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIRequest  # noqa: E402
 
 from billing.usage import new_request_id  # noqa: E402
+from routing import demo_upstream  # noqa: E402
 from routing.proxy import views  # noqa: E402
 from routing.proxy.errors import GatewayError, NotFound  # noqa: E402
 from routing.proxy.lifespan import Gateway  # noqa: E402
@@ -154,6 +155,6 @@ async def application(scope, receive, send) -> None:
         return await handle_v1(scope, receive, send)
     if kind == "lifespan":
         return await handle_lifespan(receive, send)
+    if kind == "http" and settings.TOLLWAY_DEMO_UPSTREAM and scope["path"].startswith(demo_upstream.PATH_PREFIX):
+        return await demo_upstream.app(scope, receive, send)
     return await django_app(scope, receive, send)
-
-

@@ -131,3 +131,9 @@ TOLLWAY_USAGE_OUTBOX_DIR = Path(env_str("TOLLWAY_USAGE_OUTBOX_DIR", str(DATA_DIR
 TOLLWAY_UPSTREAM_CONNECT_TIMEOUT_S = env_float("TOLLWAY_UPSTREAM_CONNECT_TIMEOUT_S", 5.0)
 TOLLWAY_UPSTREAM_TIMEOUT_S = env_float("TOLLWAY_UPSTREAM_TIMEOUT_S", 120.0)
 TOLLWAY_HTTP_TRANSPORT = env_str("TOLLWAY_HTTP_TRANSPORT", "aiohttp")  # aiohttp | httpx
+# The built-in demo provider (routing/demo_upstream.py), served at /demo-upstream/v1. `make run` turns it on.
+TOLLWAY_DEMO_UPSTREAM = env_bool("TOLLWAY_DEMO_UPSTREAM", False)
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory, so gateway processes started by tests can share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}

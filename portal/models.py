@@ -42,6 +42,9 @@ class Membership(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "tenant", "team"], name="membership_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team or self.tenant} as {self.role}"
+
 
 class APIKey(models.Model):
     """A virtual key. The secret is shown once; only its keyed hash (HMAC-SHA-256 with a pepper) is stored."""

@@ -12,7 +12,17 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        exclude = ["api_key_encrypted"]
+        fields = [
+            "name",
+            "kind",
+            "base_url",
+            "api_key",
+            "api_key_env",
+            "api_version",
+            "connect_timeout_s",
+            "timeout_s",
+            "is_enabled",
+        ]
 
     def save(self, commit=True):
         provider = super().save(commit=False)

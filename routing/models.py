@@ -68,3 +68,6 @@ class AliasDeployment(models.Model):
     class Meta:
         ordering = ["priority", "id"]
         constraints = [models.UniqueConstraint(fields=["alias", "deployment"], name="alias_deployment_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.alias} -> {self.deployment} ({self.priority})"

@@ -43,9 +43,7 @@ def candidates(targets: tuple[Target, ...]) -> tuple[Target, ...]:
     return targets
 
 
-async def _walk(
-    targets: tuple[Target, ...], attempts: Attempts, call: Callable[[Target], Awaitable[T]]
-) -> T:
+async def _walk(targets: tuple[Target, ...], attempts: Attempts, call: Callable[[Target], Awaitable[T]]) -> T:
     ordered = candidates(targets)
     for index, target in enumerate(ordered):
         attempts.count += 1
@@ -59,22 +57,16 @@ async def _walk(
     raise AssertionError("an alias always has at least one deployment")
 
 
-async def complete(
-    client: httpx.AsyncClient, targets: tuple[Target, ...], body: dict[str, Any], attempts: Attempts
-):
+async def complete(client: httpx.AsyncClient, targets: tuple[Target, ...], body: dict[str, Any], attempts: Attempts):
     return await _walk(targets, attempts, lambda target: adapter_for(target.kind).chat(client, target, body))
 
 
-async def open_stream(
-    client: httpx.AsyncClient, targets: tuple[Target, ...], body: dict[str, Any], attempts: Attempts
-):
+async def open_stream(client: httpx.AsyncClient, targets: tuple[Target, ...], body: dict[str, Any], attempts: Attempts):
     # Fail-over happens only here, before the first byte: once a stream is open it is never retried.
     return await _walk(
         targets, attempts, lambda target: adapter_for(target.kind).open_chat_stream(client, target, body)
     )
 
 
-async def embeddings(
-    client: httpx.AsyncClient, targets: tuple[Target, ...], body: dict[str, Any], attempts: Attempts
-):
+async def embeddings(client: httpx.AsyncClient, targets: tuple[Target, ...], body: dict[str, Any], attempts: Attempts):
     return await _walk(targets, attempts, lambda target: adapter_for(target.kind).embeddings(client, target, body))

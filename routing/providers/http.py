@@ -64,7 +64,12 @@ def _transport_error(exc: httpx.HTTPError, target: Target) -> UpstreamError:
 
 
 async def post_json(
-    client: httpx.AsyncClient, url: str, *, target: Target, headers: dict[str, str], content: bytes,
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    target: Target,
+    headers: dict[str, str],
+    content: bytes,
     parse_error: ErrorParser,
 ) -> bytes:
     """POST and return the 2xx body; raise UpstreamError for anything else."""
@@ -79,7 +84,12 @@ async def post_json(
 
 
 async def open_stream(
-    client: httpx.AsyncClient, url: str, *, target: Target, headers: dict[str, str], content: bytes,
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    target: Target,
+    headers: dict[str, str],
+    content: bytes,
     parse_error: ErrorParser,
 ) -> httpx.Response:
     """Send a streaming request; return the response once its status is 2xx (body unread)."""
@@ -102,5 +112,6 @@ async def open_stream(
 def _with_retry_info(error: UpstreamError, response: httpx.Response) -> UpstreamError:
     error.status = response.status_code
     error.is_retryable = response.status_code in RETRYABLE_STATUSES
-    error.retry_after = response.headers.get("retry-after")
+    # Keep a delay the parser found in the body (Gemini sends it only there).
+    error.retry_after = response.headers.get("retry-after") or error.retry_after
     return error

@@ -72,8 +72,12 @@ class OpenAICompatibleAdapter:
 
     async def chat(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
         raw = await http.post_json(
-            client, self.chat_url(target), target=target, headers=self.headers(target),
-            content=self.upstream_body(target, body, stream=False), parse_error=parse_openai_error,
+            client,
+            self.chat_url(target),
+            target=target,
+            headers=self.headers(target),
+            content=self.upstream_body(target, body, stream=False),
+            parse_error=parse_openai_error,
         )
         payload = _load_object(raw, target)
         usage = usage_from_openai(payload.get("usage"))
@@ -81,8 +85,12 @@ class OpenAICompatibleAdapter:
 
     async def open_chat_stream(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatStream:
         response = await http.open_stream(
-            client, self.chat_url(target), target=target, headers=self.headers(target),
-            content=self.upstream_body(target, body, stream=True), parse_error=parse_openai_error,
+            client,
+            self.chat_url(target),
+            target=target,
+            headers=self.headers(target),
+            content=self.upstream_body(target, body, stream=True),
+            parse_error=parse_openai_error,
         )
         stream = ChatStream(chunks=None)  # type: ignore[arg-type]
 
@@ -99,7 +107,9 @@ class OpenAICompatibleAdapter:
                         stream.usage = usage
                     yield chunk
             except httpx.HTTPError as exc:
-                raise UpstreamError(f"deployment '{target.deployment}' broke off its stream ({type(exc).__name__})")
+                raise UpstreamError(
+                    f"deployment '{target.deployment}' broke off its stream ({type(exc).__name__})"
+                ) from None
             finally:
                 await response.aclose()
 
@@ -110,8 +120,12 @@ class OpenAICompatibleAdapter:
         payload = dict(body)
         payload["model"] = target.model
         raw = await http.post_json(
-            client, self.embeddings_url(target), target=target, headers=self.headers(target),
-            content=orjson.dumps(payload), parse_error=parse_openai_error,
+            client,
+            self.embeddings_url(target),
+            target=target,
+            headers=self.headers(target),
+            content=orjson.dumps(payload),
+            parse_error=parse_openai_error,
         )
         result = _load_object(raw, target)
         usage = usage_from_openai(result.get("usage")) or TokenUsage(is_estimated=True)

@@ -2,6 +2,7 @@
 
 from routing.providers.azure import AzureOpenAIAdapter
 from routing.providers.base import ProviderAdapter
+from routing.providers.gemini import GeminiAdapter
 from routing.providers.openai import OpenAIAdapter
 from routing.providers.openai_compatible import OpenAICompatibleAdapter
 
@@ -9,6 +10,7 @@ ADAPTERS: dict[str, ProviderAdapter] = {
     "openai": OpenAIAdapter(),
     "openai-compatible": OpenAICompatibleAdapter(),
     "azure-openai": AzureOpenAIAdapter(),
+    "gemini": GeminiAdapter(),
 }
 
 KINDS = ("openai", "azure-openai", "anthropic", "gemini", "openai-compatible")

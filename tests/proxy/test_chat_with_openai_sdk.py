@@ -33,7 +33,9 @@ def test_a_chat_completion_comes_back_and_is_recorded_with_exact_cost(gateway, a
 
 def test_a_streamed_chat_arrives_in_pieces_and_records_the_upstream_usage(gateway, api_key):
     stream = client_for(gateway, api_key).chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True,
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Hi"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -94,7 +96,10 @@ def test_tool_calls_come_back_through_the_sdk(gateway, api_key):
 
 def test_unknown_fields_reach_an_openai_compatible_upstream(gateway, api_key, openai_upstream):
     client_for(gateway, api_key).chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], seed=7, user="u-1",
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Hi"}],
+        seed=7,
+        user="u-1",
         extra_body={"top_k": 40, "repetition_penalty": 1.1},
     )
 

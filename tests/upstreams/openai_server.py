@@ -58,7 +58,9 @@ class OpenAIUpstream:
             return await send_json(send, 500, openai_error("The server had an error.", "server_error"))
         if "rate-limit" in model:
             return await send_json(
-                send, 429, openai_error("Rate limit reached.", "requests", code="rate_limit_exceeded"),
+                send,
+                429,
+                openai_error("Rate limit reached.", "requests", code="rate_limit_exceeded"),
                 headers=[(b"retry-after", b"7")],
             )
         if "bad-request" in model:
@@ -76,9 +78,15 @@ class OpenAIUpstream:
         if "tools" in model and payload.get("tools"):
             name = payload["tools"][0]["function"]["name"]
             message = {
-                "role": "assistant", "content": None,
-                "tool_calls": [{"id": "call_test1", "type": "function",
-                                "function": {"name": name, "arguments": '{"city":"Paris"}'}}],
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_test1",
+                        "type": "function",
+                        "function": {"name": name, "arguments": '{"city":"Paris"}'},
+                    }
+                ],
             }
             finish = "tool_calls"
         choices = [
@@ -86,10 +94,15 @@ class OpenAIUpstream:
             for i in range(int(payload.get("n") or 1))
         ]
         return {
-            "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": choices, "system_fingerprint": "fp_test",
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "system_fingerprint": "fp_test",
             "usage": {
-                "prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
+                "prompt_tokens": PROMPT_TOKENS,
+                "completion_tokens": COMPLETION_TOKENS,
                 "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
                 "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS},
             },
@@ -101,15 +114,47 @@ class OpenAIUpstream:
         def event(extra: dict) -> bytes:
             return b"data: " + orjson.dumps({**base, **extra}) + b"\n\n"
 
-        events = [event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})]
+        events = [
+            event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        ]
         if "tools" in model and payload.get("tools"):
             name = payload["tools"][0]["function"]["name"]
-            events.append(event({"choices": [{"index": 0, "delta": {"tool_calls": [
-                {"index": 0, "id": "call_test1", "type": "function", "function": {"name": name, "arguments": ""}}]},
-                "finish_reason": None}]}))
+            events.append(
+                event(
+                    {
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {
+                                    "tool_calls": [
+                                        {
+                                            "index": 0,
+                                            "id": "call_test1",
+                                            "type": "function",
+                                            "function": {"name": name, "arguments": ""},
+                                        }
+                                    ]
+                                },
+                                "finish_reason": None,
+                            }
+                        ]
+                    }
+                )
+            )
             for part in ['{"city":', '"Paris"}']:
-                events.append(event({"choices": [{"index": 0, "delta": {"tool_calls": [
-                    {"index": 0, "function": {"arguments": part}}]}, "finish_reason": None}]}))
+                events.append(
+                    event(
+                        {
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "delta": {"tool_calls": [{"index": 0, "function": {"arguments": part}}]},
+                                    "finish_reason": None,
+                                }
+                            ]
+                        }
+                    )
+                )
             finish = "tool_calls"
         else:
             for piece in STREAM_PIECES:
@@ -118,8 +163,11 @@ class OpenAIUpstream:
         events.append(event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}))
         wants_usage = (payload.get("stream_options") or {}).get("include_usage")
         if wants_usage and "no-usage" not in model:
-            usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": STREAM_COMPLETION_TOKENS,
-                     "total_tokens": PROMPT_TOKENS + STREAM_COMPLETION_TOKENS}
+            usage = {
+                "prompt_tokens": PROMPT_TOKENS,
+                "completion_tokens": STREAM_COMPLETION_TOKENS,
+                "total_tokens": PROMPT_TOKENS + STREAM_COMPLETION_TOKENS,
+            }
             events.append(event({"choices": [], "usage": usage}))
         events.append(b"data: [DONE]\n\n")
         await send_sse(send, events, delay_s=self.stream_delay_s)

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# `make run`: migrate, load the demo set-up, print how to use it, then serve in the foreground.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+WORKERS=${WORKERS:-1}
+PY=.venv/bin/python
+
+embedded=1
+if [ -n "${DATABASE_URL:-}" ] || [ -n "${REDIS_URL:-}" ]; then embedded=0; fi
+if [ "$embedded" = 1 ]; then
+  # The demo provider answers from this same server over loopback.
+  export TOLLWAY_DEMO_UPSTREAM=${TOLLWAY_DEMO_UPSTREAM:-1}
+  export TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS=${TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS:-1}
+fi
+demo_flag=()
+[ "${TOLLWAY_DEMO_UPSTREAM:-0}" = 1 ] && demo_flag=(--with-demo-provider)
+
+$PY manage.py migrate --noinput >/dev/null
+$PY manage.py collectstatic --noinput >/dev/null
+url_host=$HOST; [ "$HOST" = "0.0.0.0" ] && url_host=127.0.0.1
+out=$($PY manage.py bootstrap_demo --gateway-url "http://$url_host:$PORT" "${demo_flag[@]}")
+password=$(sed -n 's/^TOLLWAY_ADMIN_PASSWORD=//p' <<<"$out")
+key=$(sed -n 's/^TOLLWAY_DEMO_KEY=//p' <<<"$out")
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait || true; }
+trap cleanup EXIT INT TERM
+if [ "$embedded" = 0 ] && [ -n "${REDIS_URL:-}${CELERY_BROKER_URL:-}" ]; then
+  .venv/bin/celery -A config worker --loglevel=warning --concurrency=1 & pids+=($!)
+fi
+
+cat <<MSG
+
+  Tollway is starting on http://$url_host:$PORT  (workers: $WORKERS, database: ${DATABASE_URL:-embedded SQLite})
+  Console:   http://$url_host:$PORT/admin/   login: admin / $password
+  Demo key:  $key     (shown once; a new one is issued on every start)
+
+  curl http://$url_host:$PORT/v1/chat/completions -H "Authorization: Bearer $key" \\
+       -H "Content-Type: application/json" -d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}'
+
+MSG
+.venv/bin/uvicorn config.asgi:application --host "$HOST" --port "$PORT" --workers "$WORKERS" \
+  --loop uvloop --http httptools --no-access-log --log-level warning & pids+=($!)
+wait "${pids[-1]}"

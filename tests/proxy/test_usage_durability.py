@@ -1,0 +1,109 @@
+"""N requests of mixed outcomes leave exactly N usage records with exact tokens and cost, across processes,
+through a graceful stop (SIGTERM) and through a hard kill (SIGKILL)."""
+
+import asyncio
+import io
+from decimal import Decimal
+
+import httpx
+import pytest
+from django.core.management import call_command
+
+from billing.models import UsageRecord
+from tests.gateway import wait_for_usage
+from tests.gateway_process import GatewayProcess
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+OK = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+# (body, expected status, prompt tokens, completion tokens) per kind of request
+MIX = [
+    (OK, 200, 9, 12),
+    ({**OK, "model": "failover"}, 200, 9, 12),
+    ({**OK, "stream": True}, 200, 9, 5),
+    ({**OK, "model": "always-500"}, 502, 0, 0),
+    ({**OK, "model": "bad-request"}, 400, 0, 0),
+    ({**OK, "model": "unknown"}, 404, 0, 0),
+    ({"model": "gpt-4o-mini", "messages": "not a list"}, 400, 0, 0),
+]
+PRICE_IN, PRICE_OUT = Decimal("0.15"), Decimal("0.60")
+
+
+async def fire(url: str, key: str, count: int) -> list[int]:
+    limits = httpx.Limits(max_connections=32)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+        async def one(i: int) -> int:
+            body = MIX[i % len(MIX)][0]
+            response = await client.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"})
+            await response.aread()
+            return response.status_code
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def expected_totals(count: int) -> tuple[int, int, Decimal]:
+    prompt = sum(MIX[i % len(MIX)][2] for i in range(count))
+    completion = sum(MIX[i % len(MIX)][3] for i in range(count))
+    return prompt, completion, (prompt * PRICE_IN + completion * PRICE_OUT) / 1_000_000
+
+
+def assert_exact_records(count: int, statuses: list[int]) -> None:
+    assert statuses == [MIX[i % len(MIX)][1] for i in range(count)]
+    records = list(UsageRecord.objects.all())
+    assert len(records) == count
+    assert len({r.request_id for r in records}) == count
+    prompt, completion, cost = expected_totals(count)
+    assert sum(r.prompt_tokens for r in records) == prompt
+    assert sum(r.completion_tokens for r in records) == completion
+    assert sum((r.cost_usd for r in records), Decimal(0)) == cost
+    assert sorted(r.status for r in records) == sorted(statuses)
+
+
+def test_n_concurrent_mixed_requests_on_two_processes_leave_exactly_n_records(catalogue, api_key, tmp_path):
+    with GatewayProcess(workers=2, outbox_dir=tmp_path / "outbox") as gateway:
+        statuses = asyncio.run(fire(gateway.url, api_key, 210))
+        wait_for_usage(210)
+        assert_exact_records(210, statuses)
+
+
+def test_a_sigterm_right_after_a_burst_loses_no_record(catalogue, api_key, tmp_path):
+    # A flush interval far longer than the test: only the shutdown drain can store these records.
+    env = {"TOLLWAY_USAGE_FLUSH_INTERVAL_S": "600", "TOLLWAY_USAGE_FLUSH_BATCH": "100000"}
+    with GatewayProcess(workers=2, env=env, outbox_dir=tmp_path / "outbox") as gateway:
+        statuses = asyncio.run(fire(gateway.url, api_key, 140))
+        assert UsageRecord.objects.count() == 0
+        assert gateway.terminate() == 0
+    assert_exact_records(140, statuses)
+    assert not list((tmp_path / "outbox").glob("*.jsonl"))
+
+
+def test_a_sigkill_loses_no_record_that_was_answered(catalogue, api_key, tmp_path, settings):
+    env = {"TOLLWAY_USAGE_FLUSH_INTERVAL_S": "600", "TOLLWAY_USAGE_FLUSH_BATCH": "100000"}
+    outbox = tmp_path / "outbox"
+    with GatewayProcess(workers=2, env=env, outbox_dir=outbox) as gateway:
+        statuses = asyncio.run(fire(gateway.url, api_key, 70))
+        gateway.kill()
+    assert UsageRecord.objects.count() == 0
+    assert list(outbox.glob("*.jsonl"))
+
+    settings.TOLLWAY_USAGE_OUTBOX_DIR = outbox
+    out = io.StringIO()
+    call_command("recover_usage_outbox", stdout=out)
+
+    assert out.getvalue().strip() == "recovered 70 usage records"
+
+    assert_exact_records(70, statuses)
+    assert not list(outbox.glob("*.jsonl"))
+
+
+def test_a_new_gateway_process_recovers_what_a_killed_one_left(catalogue, api_key, tmp_path):
+    env = {"TOLLWAY_USAGE_FLUSH_INTERVAL_S": "600", "TOLLWAY_USAGE_FLUSH_BATCH": "100000"}
+    outbox = tmp_path / "outbox"
+    with GatewayProcess(workers=1, env=env, outbox_dir=outbox) as gateway:
+        statuses = asyncio.run(fire(gateway.url, api_key, 14))
+        gateway.kill()
+    with GatewayProcess(workers=1, outbox_dir=outbox):
+        records = wait_for_usage(14)
+    assert len(records) == 14
+    assert_exact_records(14, statuses)
