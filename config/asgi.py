@@ -32,6 +32,7 @@ ROUTES = {
     "/v1/chat/completions": views.ChatCompletionsView.as_view(),
     "/v1/embeddings": views.EmbeddingsView.as_view(),
     "/v1/models": views.ModelsView.as_view(),
+    "/v1/messages": views.MessagesView.as_view(),
 }
 MODEL_DETAIL_PREFIX = "/v1/models/"
 SECURITY_HEADERS = [

@@ -1,5 +1,6 @@
 """Provider kind -> adapter. A new provider is one module and one line here."""
 
+from routing.providers.anthropic import AnthropicAdapter
 from routing.providers.azure import AzureOpenAIAdapter
 from routing.providers.base import ProviderAdapter
 from routing.providers.gemini import GeminiAdapter
@@ -11,6 +12,7 @@ ADAPTERS: dict[str, ProviderAdapter] = {
     "openai-compatible": OpenAICompatibleAdapter(),
     "azure-openai": AzureOpenAIAdapter(),
     "gemini": GeminiAdapter(),
+    "anthropic": AnthropicAdapter(),
 }
 
 KINDS = ("openai", "azure-openai", "anthropic", "gemini", "openai-compatible")

@@ -14,7 +14,8 @@ from rest_framework.parsers import BaseParser
 
 from billing.usage import UsageEvent
 from routing.engine import snapshot
-from routing.proxy import pipeline, sse, validation
+from routing.proxy import anthropic_messages, pipeline, sse, validation
+from routing.proxy.anthropic_stream import AnthropicStreamEncoder
 from routing.proxy.auth import ApiKeyAuthentication
 from routing.proxy.errors import BodyTooLarge, GatewayError, InvalidApiKey, InvalidRequest, MethodNotAllowed
 
@@ -190,3 +191,49 @@ class ModelsView(GatewayView):
             raise
         pipeline.finish(usage, status=200)
         return response
+
+
+class MessagesView(GatewayView):
+    """The Anthropic Messages API inbound, on top of the canonical chat pipeline: any provider can answer."""
+
+    endpoint = "messages"
+
+    def error_body(self, exc: GatewayError) -> dict:
+        return anthropic_messages.anthropic_error_body(
+            anthropic_messages.error_type_for_status(exc.status), exc.message
+        )
+
+    async def post(self, request):
+        usage = self.begin_usage(request)
+        try:
+            body = self.read_body(request, usage)
+            try:
+                chat_body = anthropic_messages.to_openai_request(body)
+            except anthropic_messages.InvalidMessagesRequest as exc:
+                raise InvalidRequest(exc.message, param=exc.param) from None
+            if usage.stream:
+                stream, target = await pipeline.open_chat_stream(request.auth, chat_body, usage)
+            else:
+                result = await pipeline.complete_chat(request.auth, chat_body, usage)
+                message = anthropic_messages.to_anthropic_message(result.body, model=usage.alias, usage=result.usage)
+                content = orjson.dumps(message)
+        except BaseException as exc:
+            pipeline.fail(usage, exc)
+            raise
+        if not usage.stream:
+            pipeline.finish(usage, status=200)
+            return HttpResponse(content, content_type=JSON, headers=deployment_headers(usage))
+        encoder = AnthropicStreamEncoder(model=usage.alias, message_id=anthropic_messages.new_message_id())
+        relay = pipeline.StreamRelay(
+            stream=stream,
+            usage=usage,
+            principal=request.auth,
+            target=target,
+            request_body=chat_body,
+            encode_chunk=encoder.feed,
+            encode_end=encoder.finish,
+            encode_error=lambda error: b"".join(
+                encoder.error(anthropic_messages.error_type_for_status(error.status or 500), error.message)
+            ),
+        )
+        return stream_response(relay, usage)

@@ -1,0 +1,188 @@
+"""Applying a checked catalogue: an idempotent upsert of providers, deployments and aliases, all or nothing."""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db import models, transaction
+
+from routing.catalogue.schema import (
+    AliasSpec,
+    CatalogueError,
+    CheckedCatalogue,
+    DeploymentSpec,
+    ProviderSpec,
+    check_catalogue,
+)
+from routing.credentials import CredentialError, decrypt_secret, encrypt_secret
+from routing.models import AliasDeployment, Deployment, ModelAlias, Provider
+
+
+@dataclass
+class SectionCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged"
+
+
+@dataclass
+class ImportReport:
+    source: str
+    providers: SectionCounts = field(default_factory=SectionCounts)
+    deployments: SectionCounts = field(default_factory=SectionCounts)
+    aliases: SectionCounts = field(default_factory=SectionCounts)
+
+    @property
+    def has_changes(self) -> bool:
+        sections = (self.providers, self.deployments, self.aliases)
+        return any(counts.created or counts.updated for counts in sections)
+
+    def __str__(self) -> str:
+        return f"{self.source}: providers {self.providers}; deployments {self.deployments}; aliases {self.aliases}"
+
+
+def import_catalogue(*, data: dict, source: str = "<data>") -> ImportReport:
+    """Create or update every entry in `data`; entries the file does not mention are left alone.
+
+    Raises CatalogueError listing every problem in the file, in which case nothing is written.
+    """
+    # Values and base URLs are checked before the transaction opens: checking a URL may resolve its host name.
+    checked = check_catalogue(data)
+    with transaction.atomic():
+        errors = checked.errors + _unresolved_references(checked)
+        if errors:
+            raise CatalogueError(errors, source=source)
+        report = ImportReport(source=source)
+        _apply_providers(checked.providers, report.providers)
+        _apply_deployments(checked.deployments, report.deployments)
+        _apply_aliases(checked.aliases, report.aliases)
+    return report
+
+
+def _unresolved_references(checked: CheckedCatalogue) -> list[str]:
+    models_by_section = {"providers": Provider, "deployments": Deployment}
+    errors = []
+    for section, model in models_by_section.items():
+        references = [reference for reference in checked.references if reference.section == section]
+        outside_file = {reference.name for reference in references} - checked.declared[section]
+        stored = set(model.objects.filter(name__in=outside_file).values_list("name", flat=True))
+        known = checked.declared[section] | stored
+        kind = section.removesuffix("s")
+        errors += [f"{ref.path}: unknown {kind} {ref.name!r}" for ref in references if ref.name not in known]
+    return errors
+
+
+def _assign(instance: models.Model, values: dict) -> list[str]:
+    """Set the fields that differ; returns their names."""
+    changed = []
+    for name, value in values.items():
+        if getattr(instance, name) != value:
+            setattr(instance, name, value)
+            changed.append(name)
+    return changed
+
+
+def _save(instance: models.Model, changed: list[str], counts: SectionCounts) -> None:
+    if instance.pk is None:
+        instance.save()
+        counts.created += 1
+    elif changed:
+        # updated_at is how the catalogue snapshot notices a change; update_fields alone would not bump it.
+        instance.save(update_fields={*changed, "updated_at"})
+        counts.updated += 1
+    else:
+        counts.unchanged += 1
+
+
+def _apply_providers(specs: list[ProviderSpec], counts: SectionCounts) -> None:
+    stored = Provider.objects.select_for_update().in_bulk([spec.name for spec in specs], field_name="name")
+    for spec in specs:
+        provider = stored.get(spec.name) or Provider(name=spec.name)
+        changed = _assign(
+            provider,
+            {
+                "kind": spec.kind,
+                "base_url": spec.base_url,
+                "api_version": spec.api_version,
+                "timeout_s": spec.timeout_s,
+                "connect_timeout_s": spec.connect_timeout_s,
+                "is_enabled": spec.is_enabled,
+            },
+        )
+        changed += _assign_credential(provider, spec)
+        _save(provider, changed, counts)
+
+
+def _assign_credential(provider: Provider, spec: ProviderSpec) -> list[str]:
+    """A provider has one source for its key: giving one clears the other; giving neither keeps both."""
+    if spec.api_key is not None:
+        values = {"api_key_env": ""}
+        # Fernet tokens differ on every encryption, so only a different key is encrypted again:
+        # re-importing the same file must not rewrite the row.
+        if not _holds_key(provider, spec.api_key):
+            values["api_key_encrypted"] = encrypt_secret(spec.api_key)
+        return _assign(provider, values)
+    if spec.api_key_env is not None:
+        return _assign(provider, {"api_key_env": spec.api_key_env, "api_key_encrypted": ""})
+    return []
+
+
+def _holds_key(provider: Provider, api_key: str) -> bool:
+    try:
+        return decrypt_secret(provider.api_key_encrypted) == api_key
+    except CredentialError:
+        # Stored under a Fernet key no longer configured: the file's key replaces it.
+        return False
+
+
+def _apply_deployments(specs: list[DeploymentSpec], counts: SectionCounts) -> None:
+    stored = Deployment.objects.select_for_update().in_bulk([spec.name for spec in specs], field_name="name")
+    providers = Provider.objects.in_bulk({spec.provider for spec in specs}, field_name="name")
+    for spec in specs:
+        deployment = stored.get(spec.name) or Deployment(name=spec.name)
+        changed = _assign(
+            deployment,
+            {
+                "provider_id": providers[spec.provider].pk,
+                "model": spec.model,
+                "input_per_1m": spec.input_per_1m,
+                "output_per_1m": spec.output_per_1m,
+                "cached_input_per_1m": spec.cached_input_per_1m,
+                "context_window": spec.context_window,
+                "max_output_tokens": spec.max_output_tokens,
+                "capabilities": list(spec.capabilities),
+                "is_enabled": spec.is_enabled,
+            },
+        )
+        _save(deployment, changed, counts)
+
+
+def _apply_aliases(specs: list[AliasSpec], counts: SectionCounts) -> None:
+    stored = ModelAlias.objects.select_for_update().in_bulk([spec.name for spec in specs], field_name="name")
+    stored_routes: dict[int, list[str]] = defaultdict(list)
+    for alias_id, deployment_name in (
+        AliasDeployment.objects.filter(alias__in=stored.values())
+        .order_by("priority", "id")
+        .values_list("alias_id", "deployment__name")
+    ):
+        stored_routes[alias_id].append(deployment_name)
+    deployments = Deployment.objects.in_bulk({name for spec in specs for name in spec.deployments}, field_name="name")
+    for spec in specs:
+        alias = stored.get(spec.name) or ModelAlias(name=spec.name)
+        is_new = alias.pk is None
+        are_routes_changed = is_new or stored_routes[alias.pk] != list(spec.deployments)
+        changed = _assign(alias, {"description": spec.description})
+        if are_routes_changed:
+            # A new route list is a change to the alias even when its own columns are the same.
+            changed.append("updated_at")
+        _save(alias, changed, counts)
+        if are_routes_changed:
+            # The file gives the whole list, so it replaces the stored one rather than merging into it.
+            if not is_new:
+                alias.routes.all().delete()
+            AliasDeployment.objects.bulk_create(
+                AliasDeployment(alias=alias, deployment=deployments[name], priority=priority)
+                for priority, name in enumerate(spec.deployments)
+            )

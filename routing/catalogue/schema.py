@@ -1,0 +1,250 @@
+"""Checking a catalogue document: shape, values and upstream safety, every problem collected with its path.
+
+Nothing here touches the database. References between sections (a deployment's provider, an alias's
+deployments) are only collected; the importer resolves them against the file and the rows already stored.
+"""
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from routing.catalogue.fields import Entry, Reference
+from routing.models import Deployment, ModelAlias, Provider
+from routing.providers.registry import KINDS
+from routing.ssrf import UnsafeUpstream, check_base_url
+
+SECTIONS = ("providers", "deployments", "aliases")
+CAPABILITIES = ("chat", "embeddings", "tools", "vision", "json")
+PROVIDER_KEYS = (
+    "name",
+    "kind",
+    "base_url",
+    "api_key",
+    "api_key_env",
+    "api_key_stored",
+    "api_version",
+    "timeout_s",
+    "connect_timeout_s",
+    "enabled",
+)
+DEPLOYMENT_KEYS = (
+    "name",
+    "provider",
+    "model",
+    "input_per_1m",
+    "output_per_1m",
+    "cached_input_per_1m",
+    "context_window",
+    "max_output_tokens",
+    "capabilities",
+    "enabled",
+)
+ALIAS_KEYS = ("name", "description", "deployments")
+
+# (pattern, what a mismatch is told)
+_SLUG = (re.compile(r"[-a-zA-Z0-9_]+"), "must contain only letters, digits, hyphens and underscores")
+_ENV_NAME = (re.compile(r"[A-Za-z_][A-Za-z0-9_]*"), "must be an environment variable name (letters, digits, _)")
+
+
+class CatalogueError(Exception):
+    """The catalogue was refused; `errors` holds every problem as "path: message", in document order."""
+
+    def __init__(self, errors: list[str], *, source: str = "<data>") -> None:
+        self.errors = list(errors)
+        self.source = source
+        super().__init__(f"{source}: {len(self.errors)} error(s) in the catalogue; nothing was imported")
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    name: str
+    kind: str
+    base_url: str
+    api_key: str | None = field(repr=False)  # None: keep whatever key is stored
+    api_key_env: str | None
+    api_version: str
+    timeout_s: float
+    connect_timeout_s: float
+    is_enabled: bool
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    name: str
+    provider: str
+    model: str
+    input_per_1m: Decimal
+    output_per_1m: Decimal
+    cached_input_per_1m: Decimal | None
+    context_window: int | None
+    max_output_tokens: int | None
+    capabilities: tuple[str, ...]
+    is_enabled: bool
+
+
+@dataclass(frozen=True)
+class AliasSpec:
+    name: str
+    description: str
+    deployments: tuple[str, ...]  # priority order: the first is tried first
+
+
+@dataclass
+class CheckedCatalogue:
+    """Valid entries as specs; `errors` is empty only when every entry was valid."""
+
+    providers: list[ProviderSpec] = field(default_factory=list)
+    deployments: list[DeploymentSpec] = field(default_factory=list)
+    aliases: list[AliasSpec] = field(default_factory=list)
+    # Names each section of the file defines, valid entries or not, so that one bad entry does not also
+    # produce an "unknown" error at every place that refers to it.
+    declared: dict[str, set[str]] = field(default_factory=lambda: {section: set() for section in SECTIONS})
+    references: list[Reference] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def check_catalogue(data: object) -> CheckedCatalogue:
+    checked = CheckedCatalogue()
+    if not isinstance(data, dict):
+        found = "empty" if data is None else f"a {type(data).__name__}"
+        checked.errors.append(f"the catalogue must be a mapping of providers, deployments and aliases, not {found}")
+        return checked
+    for key in data:
+        if key not in SECTIONS:
+            checked.errors.append(f"{key}: unknown section; {_expected(key, SECTIONS)}")
+    sections = (
+        ("providers", PROVIDER_KEYS, _check_provider, checked.providers),
+        ("deployments", DEPLOYMENT_KEYS, _check_deployment, checked.deployments),
+        ("aliases", ALIAS_KEYS, _check_alias, checked.aliases),
+    )
+    for section, allowed_keys, check_entry, specs in sections:
+        raw_entries = data.get(section)
+        if raw_entries is None:
+            continue
+        if not isinstance(raw_entries, list):
+            checked.errors.append(f"{section}: must be a list")
+            continue
+        defined_at: dict[str, str] = {}
+        for index, raw in enumerate(raw_entries):
+            path = f"{section}[{index}]"
+            if not isinstance(raw, dict):
+                checked.errors.append(f"{path}: must be a mapping")
+                continue
+            entry = Entry(raw, path, errors=checked.errors, references=checked.references)
+            for key in raw:
+                if key not in allowed_keys:
+                    entry.fail(key, f"unknown key; {_expected(key, allowed_keys)}")
+            spec = check_entry(entry)
+            name = raw.get("name")
+            if isinstance(name, str) and name:
+                if name in defined_at:
+                    entry.fail("name", f"{name!r} is already defined at {defined_at[name]}")
+                else:
+                    defined_at[name] = path
+                    checked.declared[section].add(name)
+            if entry.is_valid:
+                specs.append(spec)
+    return checked
+
+
+def _expected(key: object, allowed: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(allowed)}"
+
+
+def _max_length(model, field_name: str) -> int:
+    return model._meta.get_field(field_name).max_length
+
+
+def _default(model, field_name: str):
+    return model._meta.get_field(field_name).default
+
+
+def _check_provider(entry: Entry) -> ProviderSpec:
+    # Export writes api_key_stored for a key it will not reveal; importing it changes nothing.
+    entry.boolean("api_key_stored", default=False)
+    return ProviderSpec(
+        name=entry.identifier("name", max_length=_max_length(Provider, "name"), pattern=_SLUG),
+        kind=entry.choice("kind", KINDS),
+        base_url=_checked_base_url(entry),
+        api_key=_checked_api_key(entry),
+        api_key_env=entry.identifier(
+            "api_key_env", max_length=_max_length(Provider, "api_key_env"), pattern=_ENV_NAME, required=False
+        ),
+        api_version=entry.text("api_version", max_length=_max_length(Provider, "api_version")),
+        timeout_s=entry.seconds("timeout_s", default=_default(Provider, "timeout_s")),
+        connect_timeout_s=entry.seconds("connect_timeout_s", default=_default(Provider, "connect_timeout_s")),
+        is_enabled=entry.boolean("enabled", default=True),
+    )
+
+
+def _checked_api_key(entry: Entry) -> str | None:
+    api_key = entry.raw.get("api_key")
+    if api_key is None:
+        return None
+    # Messages about the key never quote it.
+    if not isinstance(api_key, str) or not api_key.strip():
+        entry.fail("api_key", "must be a non-empty string; leave it out to keep the stored key")
+        return None
+    if api_key != api_key.strip():
+        entry.fail("api_key", "must not start or end with whitespace")
+    if entry.raw.get("api_key_env") is not None:
+        entry.fail("api_key", "give api_key or api_key_env, not both")
+    return api_key
+
+
+def _checked_base_url(entry: Entry) -> str:
+    url = entry.identifier("base_url", max_length=_max_length(Provider, "base_url"))
+    if url is None:
+        return ""
+    url = url.rstrip("/")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- parsing the port is what validates it
+    except ValueError:
+        entry.fail("base_url", "not a valid URL")
+        return url
+    if parts.query or parts.fragment:
+        entry.fail("base_url", "must not have a query string or fragment")
+    try:
+        check_base_url(
+            url,
+            allow_loopback=settings.TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS,
+            allow_private=settings.TOLLWAY_ALLOW_PRIVATE_UPSTREAMS,
+        )
+    except UnsafeUpstream as exc:
+        entry.fail("base_url", str(exc))
+    return url
+
+
+def _check_deployment(entry: Entry) -> DeploymentSpec:
+    provider = entry.identifier("provider", max_length=_max_length(Provider, "name"))
+    if provider is not None:
+        entry.refers_to("provider", section="providers", name=provider)
+    return DeploymentSpec(
+        name=entry.identifier("name", max_length=_max_length(Deployment, "name"), pattern=_SLUG),
+        provider=provider,
+        model=entry.identifier("model", max_length=_max_length(Deployment, "model")),
+        input_per_1m=entry.price("input_per_1m"),
+        output_per_1m=entry.price("output_per_1m"),
+        cached_input_per_1m=entry.price("cached_input_per_1m", required=False),
+        context_window=entry.count("context_window"),
+        max_output_tokens=entry.count("max_output_tokens"),
+        capabilities=entry.names("capabilities", choices=CAPABILITIES, required=False),
+        is_enabled=entry.boolean("enabled", default=True),
+    )
+
+
+def _check_alias(entry: Entry) -> AliasSpec:
+    deployments = entry.names("deployments")
+    for index, name in enumerate(deployments):
+        entry.refers_to(f"deployments[{index}]", section="deployments", name=name)
+    return AliasSpec(
+        name=entry.identifier("name", max_length=_max_length(ModelAlias, "name")),
+        description=entry.text("description", max_length=None),
+        deployments=deployments,
+    )
