@@ -3,12 +3,14 @@
 import time
 
 from billing.models import UsageRecord
+
+# Imported at collection: config.asgi runs django.setup() again, which re-applies LOGGING and would
+# otherwise unhook pytest's log capture from the root logger in the middle of a test.
+from config.asgi import application
 from tests.upstreams.server import LoopbackServer
 
 
 def start_gateway() -> LoopbackServer:
-    from config.asgi import application
-
     return LoopbackServer(application, lifespan="on")
 
 

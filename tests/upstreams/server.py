@@ -27,7 +27,10 @@ class LoopbackServer:
     def __init__(self, app, *, port: int | None = None, lifespan: str = "off") -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan=lifespan)
+        # log_config=None: leave the test process's logging (and pytest's capture) as it is.
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan=lifespan, log_config=None
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
