@@ -157,12 +157,7 @@ class AnthropicAdapter:
             content=orjson.dumps(request),
             parse_error=parse_anthropic_error,
         )
-        try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            message = None
-        if not isinstance(message, dict):
-            raise UpstreamError(f"deployment '{target.deployment}' answered with a body that is not JSON", status=502)
+        message = http.load_json_object(raw, target)
         completion, usage = to_chat_completion(message, target)
         return ChatResult(body=completion, usage=usage)
 

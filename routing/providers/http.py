@@ -5,8 +5,10 @@ default: on these machines it measured ~1.7x the throughput of httpx's own (benc
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import httpx
+import orjson
 
 from routing.engine.types import Target
 from routing.providers.base import RETRYABLE_STATUSES, UpstreamError
@@ -115,3 +117,14 @@ def _with_retry_info(error: UpstreamError, response: httpx.Response) -> Upstream
     # Keep a delay the parser found in the body (Gemini sends it only there).
     error.retry_after = response.headers.get("retry-after") or error.retry_after
     return error
+
+
+def load_json_object(raw: bytes, target: Target) -> dict[str, Any]:
+    """A 2xx body that must be a JSON object; anything else is the upstream's fault (502)."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise UpstreamError(f"deployment '{target.deployment}' answered with a body that is not JSON", status=502)
+    return payload

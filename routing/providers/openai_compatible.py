@@ -79,7 +79,7 @@ class OpenAICompatibleAdapter:
             content=self.upstream_body(target, body, stream=False),
             parse_error=parse_openai_error,
         )
-        payload = _load_object(raw, target)
+        payload = http.load_json_object(raw, target)
         usage = usage_from_openai(payload.get("usage"))
         return ChatResult(body=payload, usage=usage or TokenUsage(is_estimated=True))
 
@@ -127,16 +127,6 @@ class OpenAICompatibleAdapter:
             content=orjson.dumps(payload),
             parse_error=parse_openai_error,
         )
-        result = _load_object(raw, target)
+        result = http.load_json_object(raw, target)
         usage = usage_from_openai(result.get("usage")) or TokenUsage(is_estimated=True)
         return EmbeddingsResult(body=result, usage=usage)
-
-
-def _load_object(raw: bytes, target: Target) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        payload = None
-    if not isinstance(payload, dict):
-        raise UpstreamError(f"deployment '{target.deployment}' answered with a body that is not JSON", status=502)
-    return payload

@@ -79,54 +79,42 @@ def _account(usage: UsageEvent, tokens: TokenUsage, target: Target, principal: P
     windows.add_tokens(principal, tokens.prompt_tokens + tokens.completion_tokens)
 
 
-async def complete_chat(principal: Principal, body: dict[str, Any], usage: UsageEvent) -> ChatResult:
+async def _route(principal: Principal, usage: UsageEvent, walk) -> tuple[Any, Target]:
+    """Resolve the alias and walk its deployments; the usage event learns which one answered, and when."""
     targets = resolve(principal, usage.alias)
     attempts = Attempts()
     started = time.perf_counter()
     try:
-        result = await router.complete(get_client(), targets, body, attempts)
+        return await walk(get_client(), targets, attempts), attempts.target
     except RoutingFailed as failure:
         raise error_for(failure) from None
     finally:
         usage.use_target(attempts.target, attempts.count)
         usage.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
+
+
+async def complete_chat(principal: Principal, body: dict[str, Any], usage: UsageEvent) -> ChatResult:
+    result, target = await _route(principal, usage, lambda c, t, a: router.complete(c, t, body, a))
     if result.usage.is_estimated:
         result.usage.prompt_tokens = token_estimate.count_prompt(body)
         result.usage.completion_tokens = token_estimate.count_completion(result.body)
-    _account(usage, result.usage, attempts.target, principal)
+    _account(usage, result.usage, target, principal)
     usage.ttfb_ms = usage.elapsed_ms()
     return result
 
 
 async def complete_embeddings(principal: Principal, body: dict[str, Any], usage: UsageEvent) -> EmbeddingsResult:
-    targets = resolve(principal, usage.alias)
-    attempts = Attempts()
-    started = time.perf_counter()
-    try:
-        result = await router.embeddings(get_client(), targets, body, attempts)
-    except RoutingFailed as failure:
-        raise error_for(failure) from None
-    finally:
-        usage.use_target(attempts.target, attempts.count)
-        usage.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    result, target = await _route(principal, usage, lambda c, t, a: router.embeddings(c, t, body, a))
     if result.usage.is_estimated:
         result.usage.prompt_tokens = token_estimate.count_prompt(body)
-    _account(usage, result.usage, attempts.target, principal)
+    _account(usage, result.usage, target, principal)
     usage.ttfb_ms = usage.elapsed_ms()
     return result
 
 
 async def open_chat_stream(principal: Principal, body: dict[str, Any], usage: UsageEvent) -> tuple[ChatStream, Target]:
-    targets = resolve(principal, usage.alias)
-    attempts = Attempts()
-    started = time.perf_counter()
-    try:
-        return await router.open_stream(get_client(), targets, body, attempts), attempts.target
-    except RoutingFailed as failure:
-        raise error_for(failure) from None
-    finally:
-        usage.use_target(attempts.target, attempts.count)
-        usage.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    # Fail-over happens only here, before the first byte: once a stream is open it is never retried.
+    return await _route(principal, usage, lambda c, t, a: router.open_stream(c, t, body, a))
 
 
 class StreamRelay:
