@@ -59,7 +59,9 @@ def database_from_url(url: str, *, base_dir) -> dict:
         if path.startswith("/") and not url.startswith("sqlite:////"):
             path = path[1:]
         name = path if os.path.isabs(path) else str(base_dir / path)
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": {"timeout": 20}}
+        # WAL and IMMEDIATE transactions: several gateway processes flushing usage must wait, not fail.
+        options = {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": options}
     if parts.scheme in {"postgres", "postgresql", "pgsql"}:
         return {
             "ENGINE": "django.db.backends.postgresql",

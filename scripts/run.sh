@@ -9,9 +9,10 @@ PY=.venv/bin/python
 
 embedded=1
 if [ -n "${DATABASE_URL:-}" ] || [ -n "${REDIS_URL:-}" ]; then embedded=0; fi
-if [ "$embedded" = 1 ]; then
-  # The demo provider answers from this same server over loopback.
-  export TOLLWAY_DEMO_UPSTREAM=${TOLLWAY_DEMO_UPSTREAM:-1}
+# The demo provider answers from this same server over loopback, so the printed calls work at once.
+# TOLLWAY_DEMO_UPSTREAM=0 turns it off (and with it the loopback allowance it needs).
+export TOLLWAY_DEMO_UPSTREAM=${TOLLWAY_DEMO_UPSTREAM:-1}
+if [ "$TOLLWAY_DEMO_UPSTREAM" = 1 ]; then
   export TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS=${TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS:-1}
 fi
 demo_flag=()
@@ -28,7 +29,7 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait || true; }
 trap cleanup EXIT INT TERM
 if [ "$embedded" = 0 ] && [ -n "${REDIS_URL:-}${CELERY_BROKER_URL:-}" ]; then
-  .venv/bin/celery -A config worker --loglevel=warning --concurrency=1 & pids+=($!)
+  .venv/bin/celery -A config worker --quiet --loglevel=warning --concurrency=1 & pids+=($!)
 fi
 
 cat <<MSG
