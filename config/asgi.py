@@ -15,9 +15,10 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_app = get_asgi_application()
+_django_asgi = get_asgi_application()
 
 from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.handlers.asgi import ASGIRequest  # noqa: E402
 
 from billing.usage import new_request_id  # noqa: E402
@@ -25,6 +26,9 @@ from routing import demo_upstream  # noqa: E402
 from routing.proxy import views  # noqa: E402
 from routing.proxy.errors import GatewayError, NotFound  # noqa: E402
 from routing.proxy.lifespan import Gateway  # noqa: E402
+
+# The console's static files (admin CSS/JS) are served by Django itself: a few small files, no extra server.
+django_app = ASGIStaticFilesHandler(_django_asgi)
 
 log = logging.getLogger("tollway.asgi")
 
