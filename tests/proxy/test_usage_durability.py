@@ -3,6 +3,9 @@ through a graceful stop (SIGTERM) and through a hard kill (SIGKILL)."""
 
 import asyncio
 import io
+import signal
+import threading
+import time
 from decimal import Decimal
 
 import httpx
@@ -10,8 +13,12 @@ import pytest
 from django.core.management import call_command
 
 from billing.models import UsageRecord
+from portal import services
+from tests.factories import DeploymentFactory, ProviderFactory, TeamFactory, make_alias
 from tests.gateway import wait_for_usage
 from tests.gateway_process import GatewayProcess
+from tests.proxy.test_streaming_passthrough import GatedUpstream
+from tests.upstreams.server import LoopbackServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,3 +114,42 @@ def test_a_new_gateway_process_recovers_what_a_killed_one_left(catalogue, api_ke
         records = wait_for_usage(14)
     assert len(records) == 14
     assert_exact_records(14, statuses)
+
+
+def test_a_sigterm_lets_a_stream_in_flight_finish_and_records_it(transactional_db, tmp_path):
+    upstream = GatedUpstream()
+    with LoopbackServer(upstream) as server:
+        provider = ProviderFactory(name="gated", base_url=f"{server.url}/v1", timeout_s=30)
+        make_alias("gated", DeploymentFactory(name="gated", provider=provider))
+        key = services.issue_api_key(team=TeamFactory()).secret
+        with GatewayProcess(workers=1, outbox_dir=tmp_path / "outbox") as gateway:
+            lines, first_seen = [], threading.Event()
+
+            def read_stream():
+                body = {"model": "gated", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+                with httpx.stream(
+                    "POST",
+                    f"{gateway.url}/v1/chat/completions",
+                    json=body,
+                    timeout=30,
+                    headers={"authorization": f"Bearer {key}"},
+                ) as response:
+                    for line in response.iter_lines():
+                        if line.startswith("data:"):
+                            lines.append(line)
+                            first_seen.set()
+
+            reader = threading.Thread(target=read_stream)
+            reader.start()
+            assert first_seen.wait(timeout=10)
+            gateway.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)  # the gateway is now shutting down with the stream still open
+            assert gateway.process.poll() is None
+            upstream.gate.set()
+            reader.join(timeout=10)
+            # uvicorn re-raises the SIGTERM once its graceful shutdown is done, so -15 is a clean exit here.
+            assert gateway.process.wait(timeout=30) in (0, -signal.SIGTERM)
+
+    assert lines[-1] == "data: [DONE]" and any("second" in line for line in lines)
+    [record] = UsageRecord.objects.all()
+    assert (record.status, record.prompt_tokens, record.completion_tokens, record.stream) == (200, 3, 2, True)
