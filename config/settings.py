@@ -139,3 +139,12 @@ TOLLWAY_DEMO_UPSTREAM = env_bool("TOLLWAY_DEMO_UPSTREAM", False)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory, so gateway processes started by tests can share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+
+# Email: printed to the console on the embedded default; SMTP settings below for production.
+EMAIL_BACKEND = env_str("TOLLWAY_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("TOLLWAY_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("TOLLWAY_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("TOLLWAY_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("TOLLWAY_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("TOLLWAY_EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("TOLLWAY_FROM_EMAIL", "Tollway <tollway@localhost>")

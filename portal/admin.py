@@ -1,6 +1,16 @@
 from django.contrib import admin
 
-from portal.models import APIKey, Membership, Team, Tenant
+from portal.models import (
+    APIKey,
+    AuditLogEntry,
+    Invitation,
+    Membership,
+    Notification,
+    Product,
+    Subscription,
+    Team,
+    Tenant,
+)
 
 
 @admin.register(Tenant)
@@ -30,3 +40,33 @@ class APIKeyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["name", "tenant", "requires_approval", "is_published"]
+    filter_horizontal = ["aliases"]
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    # Status changes go through the portal's services (audit log, notifications), not this form.
+    list_display = ["team", "product", "status", "created_at", "decided_at"]
+    list_filter = ["status"]
+    readonly_fields = ["status", "decided_by", "decided_at", "reason", "requested_by"]
+
+
+@admin.register(AuditLogEntry)
+class AuditLogEntryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "tenant", "actor_label", "action", "target_type", "target_id"]
+    list_filter = ["action"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+admin.site.register(Notification)
+admin.site.register(Invitation)

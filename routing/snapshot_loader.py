@@ -12,7 +12,7 @@ import time
 from django.conf import settings
 
 from config.db_thread import run_in_db
-from portal.models import APIKey
+from portal.models import APIKey, Subscription
 from routing.credentials import CredentialError, decrypt_secret
 from routing.engine import snapshot
 from routing.engine.snapshot import Principal, Snapshot
@@ -33,9 +33,37 @@ def _provider_key(provider: Provider) -> str:
         return ""
 
 
+def _subscribed_aliases() -> tuple[dict[int, set[str]], dict[int, set[str]]]:
+    """Aliases reachable through active subscriptions: per team, and per subscription."""
+    by_team: dict[int, set[str]] = {}
+    by_subscription: dict[int, set[str]] = {}
+    active = Subscription.objects.filter(status=Subscription.Status.ACTIVE)
+    for subscription_id, team_id, alias in active.values_list("pk", "team_id", "product__aliases__name"):
+        by_subscription.setdefault(subscription_id, set())
+        by_team.setdefault(team_id, set())
+        if alias:
+            by_subscription[subscription_id].add(alias)
+            by_team[team_id].add(alias)
+    return by_team, by_subscription
+
+
+def _portal_scope(key: APIKey, by_team, by_subscription) -> frozenset[str]:
+    scoped = [s.pk for s in key.subscriptions.all()]
+    if not scoped:
+        return frozenset(by_team.get(key.team_id, ()))
+    return frozenset(alias for pk in scoped for alias in by_subscription.get(pk, ()))
+
+
 def build_snapshot() -> Snapshot:
     keys = {}
-    for key in APIKey.objects.select_related("team__tenant").filter(is_revoked=False):
+    by_team, by_subscription = _subscribed_aliases()
+    live_keys = APIKey.objects.select_related("team__tenant").prefetch_related("subscriptions")
+    for key in live_keys.filter(is_revoked=False):
+        if key.source == APIKey.Source.PORTAL:
+            # Portal keys reach only what their team's active subscriptions grant, right now.
+            allowed = _portal_scope(key, by_team, by_subscription)
+        else:
+            allowed = frozenset(key.allowed_aliases) if key.allowed_aliases else None
         keys[key.prefix] = Principal(
             key_id=key.pk,
             key_prefix=key.prefix,
@@ -44,7 +72,7 @@ def build_snapshot() -> Snapshot:
             tenant_name=key.team.tenant.name,
             team_id=key.team_id,
             team_name=key.team.name,
-            allowed_aliases=frozenset(key.allowed_aliases) if key.allowed_aliases else None,
+            allowed_aliases=allowed,
             expires_at=key.expires_at.timestamp() if key.expires_at else None,
             is_revoked=key.is_revoked,
             rpm_limit=key.rpm_limit,

@@ -24,6 +24,7 @@ class Command(BaseCommand):
             allowed_aliases=[a.strip() for a in aliases.split(",") if a.strip()],
             rpm_limit=rpm,
             tpm_limit=tpm,
+            actor_label="manage.py create_api_key",
         )
         # stdout carries the secret alone, so `KEY=$(manage.py create_api_key ...)` works.
         self.stdout.write(issued.secret)
