@@ -24,7 +24,18 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.sites",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.google",
+    "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.microsoft",
+    "allauth.mfa",
     "portal",
     "routing",
     "billing",
@@ -38,7 +49,44 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+SITE_ID = 1
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/console/"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+# Email verification: "mandatory" by default; the e2e tests read the link from the file email backend.
+ACCOUNT_EMAIL_VERIFICATION = env_str("TOLLWAY_EMAIL_VERIFICATION", "mandatory")
+ACCOUNT_CONFIRM_EMAIL_ON_GET = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# SSO providers are configured from settings (no database rows needed); each is on when its client id is set.
+SOCIALACCOUNT_PROVIDERS = {}
+if env_str("TOLLWAY_OIDC_CLIENT_ID", ""):
+    SOCIALACCOUNT_PROVIDERS["openid_connect"] = {
+        "APPS": [
+            {
+                "provider_id": env_str("TOLLWAY_OIDC_PROVIDER_ID", "oidc"),
+                "name": env_str("TOLLWAY_OIDC_NAME", "Single sign-on"),
+                "client_id": env_str("TOLLWAY_OIDC_CLIENT_ID", ""),
+                "secret": env_str("TOLLWAY_OIDC_CLIENT_SECRET", ""),
+                "settings": {"server_url": env_str("TOLLWAY_OIDC_SERVER_URL", "")},
+            }
+        ]
+    }
+for _provider in ("google", "github", "microsoft"):
+    _client_id = env_str(f"TOLLWAY_{_provider.upper()}_CLIENT_ID", "")
+    if _client_id:
+        SOCIALACCOUNT_PROVIDERS[_provider] = {
+            "APPS": [{"client_id": _client_id, "secret": env_str(f"TOLLWAY_{_provider.upper()}_CLIENT_SECRET", "")}]
+        }
 
 ROOT_URLCONF = "config.urls"
 TEMPLATES = [
@@ -91,8 +139,20 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Tollway API",
+    "DESCRIPTION": "Automation API of the Tollway developer portal (the gateway itself is under /v1).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 LOGGING = {
@@ -142,6 +202,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 
 # Email: printed to the console on the embedded default; SMTP settings below for production.
 EMAIL_BACKEND = env_str("TOLLWAY_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env_str("TOLLWAY_EMAIL_FILE_PATH", str(DATA_DIR / "emails"))  # for the file backend
 EMAIL_HOST = env_str("TOLLWAY_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("TOLLWAY_EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("TOLLWAY_EMAIL_USER", "")

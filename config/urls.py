@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import include, path
+from django.views.generic import RedirectView
 
 
 def healthz(request):
@@ -8,6 +9,10 @@ def healthz(request):
 
 
 urlpatterns = [
+    path("", RedirectView.as_view(url="/console/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("api/v1/", include("portal.api.urls")),
+    path("console/", include("portal.urls")),
     path("healthz", healthz),
 ]

@@ -1,0 +1,3 @@
+"""REST API for automation, under /api/v1/."""
+
+urlpatterns: list = []

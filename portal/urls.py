@@ -1,0 +1,3 @@
+"""Console pages, under /console/."""
+
+urlpatterns: list = []
