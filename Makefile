@@ -23,6 +23,7 @@ run: $(VENV)/.installed-run
 	@scripts/run.sh
 
 test: $(VENV)/.installed-dev
+	@scripts/ensure-chromium.sh
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/python manage.py makemigrations --check --dry-run >/dev/null || { echo "missing migrations: run makemigrations"; exit 1; }

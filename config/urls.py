@@ -1,11 +1,22 @@
 from django.contrib import admin
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 
 
 def healthz(request):
     return JsonResponse({"status": "ok"})
+
+
+_FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" '
+    b'fill="#1f4fd1"/><path d="M8 10h16v3h-6.5v12h-3V13H8z" fill="#fff"/></svg>'
+)
+
+
+def favicon(request):
+    # Browsers ask for /favicon.ico on every page; answer instead of logging a 404 in the console.
+    return HttpResponse(_FAVICON, content_type="image/svg+xml", headers={"cache-control": "max-age=86400"})
 
 
 urlpatterns = [
@@ -15,4 +26,5 @@ urlpatterns = [
     path("api/v1/", include("portal.api.urls")),
     path("console/", include("portal.urls")),
     path("healthz", healthz),
+    path("favicon.ico", favicon),
 ]
