@@ -209,3 +209,7 @@ EMAIL_HOST_USER = env_str("TOLLWAY_EMAIL_USER", "")
 EMAIL_HOST_PASSWORD = env_str("TOLLWAY_EMAIL_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("TOLLWAY_EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("TOLLWAY_FROM_EMAIL", "Tollway <tollway@localhost>")
+
+# Tests only: a fast password hasher (PBKDF2 dominates a suite that creates many users). Never in production.
+if env_bool("TOLLWAY_TEST_FAST_PASSWORDS", False):
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
