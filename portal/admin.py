@@ -70,3 +70,7 @@ class AuditLogEntryAdmin(admin.ModelAdmin):
 
 admin.site.register(Notification)
 admin.site.register(Invitation)
+
+admin.site.site_header = "Tollway administration"
+admin.site.site_title = "Tollway"
+admin.site.index_title = "Platform administration"

@@ -12,6 +12,6 @@ def test_chromium_renders_the_admin_sign_in_page_without_console_errors(page):
         page.wait_for_load_state("networkidle")
         path = screenshot(page, "00-admin-login")
 
-    assert page.title().startswith("Log in")
+    assert page.title().startswith("Log in") and "Tollway" in page.title()
     assert path.stat().st_size > 1000
     assert page.console_errors == []
