@@ -1,3 +1,33 @@
-"""REST API for automation, under /api/v1/."""
+"""REST API for automation, under /api/v1/. Every path works with and without its trailing slash."""
 
-urlpatterns: list = []
+from django.urls import include, re_path
+from drf_spectacular.views import SpectacularAPIView
+
+from portal.api import views
+from portal.api.auth import TokenView
+from portal.api.docs import DocsView
+from portal.api.routes import ID, collection, endpoint
+
+TEAM = r"teams/(?P<team_id>[0-9]+)"
+
+urlpatterns = [
+    endpoint("auth/token", TokenView.as_view(), "api-token"),
+    endpoint("schema", SpectacularAPIView.as_view(), "api-schema"),
+    endpoint("docs", DocsView.as_view(), "api-docs"),
+    *collection("tenants", views.TenantViewSet, "tenant"),
+    *collection("teams", views.TeamViewSet, "team"),
+    endpoint(rf"{TEAM}/members", views.TeamMembersView.as_view(), "team-members"),
+    endpoint(rf"{TEAM}/members/invitations", views.TeamInvitationsView.as_view(), "team-invitations"),
+    endpoint("invitations/accept", views.AcceptInvitationView.as_view(), "invitation-accept"),
+    *collection("products", views.ProductViewSet, "product"),
+    *collection("subscriptions", views.SubscriptionViewSet, "subscription"),
+    endpoint(rf"subscriptions/{ID}/approve", views.ApproveSubscriptionView.as_view(), "subscription-approve"),
+    endpoint(rf"subscriptions/{ID}/reject", views.RejectSubscriptionView.as_view(), "subscription-reject"),
+    endpoint(rf"subscriptions/{ID}/suspend", views.SuspendSubscriptionView.as_view(), "subscription-suspend"),
+    endpoint(rf"subscriptions/{ID}/resume", views.ResumeSubscriptionView.as_view(), "subscription-resume"),
+    *collection("keys", views.APIKeyViewSet, "key"),
+    endpoint(rf"keys/{ID}/revoke", views.RevokeAPIKeyView.as_view(), "key-revoke"),
+    endpoint(rf"keys/{ID}/rotate", views.RotateAPIKeyView.as_view(), "key-rotate"),
+    *collection("audit-log", views.AuditLogViewSet, "audit-log"),
+    re_path(r"^catalogue/", include("routing.api.urls")),
+]

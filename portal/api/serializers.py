@@ -1,0 +1,254 @@
+"""Input and output shapes of /api/v1. Money and prices are exact decimal strings ("0.15"), never floats.
+
+An id in a request body is looked up among the objects the caller can see (`Visible`): another tenant's id
+is refused exactly like one that does not exist, so ids cannot be probed.
+"""
+
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from portal import selectors
+from portal.models import APIKey, AuditLogEntry, Invitation, Membership, Product, Subscription, Team, Tenant
+from routing.models import ModelAlias
+
+
+class Visible(serializers.PrimaryKeyRelatedField):
+    """A primary key among the rows `selector(user=...)` returns for the requesting user."""
+
+    def __init__(self, selector, **kwargs) -> None:
+        self.selector = selector
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        return self.selector(user=self.context["request"].user)
+
+
+class DecimalString(serializers.DecimalField):
+    """DecimalField(max_digits=20, decimal_places=10) written as its shortest exact string: "0.15", "10"."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("min_value", 0)
+        super().__init__(max_digits=20, decimal_places=10, coerce_to_string=True, **kwargs)
+
+    def to_representation(self, value):
+        return None if value is None else format(value.normalize(), "f")
+
+
+@extend_schema_field(OpenApiTypes.EMAIL)
+class UserEmail(serializers.RelatedField):
+    def to_representation(self, value) -> str:
+        return value.email or value.get_username()
+
+
+# --- Tenants, teams and members -------------------------------------------------------------------------------
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tenant
+        fields = ["id", "name", "slug", "created_at"]
+        read_only_fields = ["slug", "created_at"]
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    tenant = Visible(selectors.visible_tenants, queryset=Tenant.objects.all())
+
+    class Meta:
+        model = Team
+        fields = ["id", "tenant", "name", "slug", "created_at"]
+        read_only_fields = ["slug", "created_at"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    email = serializers.EmailField(source="user.email", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "email", "role", "team", "created_at"]
+        read_only_fields = fields
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    invited_by = UserEmail(read_only=True)
+    # Every role is accepted here (one enum in the schema); the service allows only member and team_owner.
+    role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "team", "email", "role", "invited_by", "accepted_at", "created_at"]
+        read_only_fields = ["team", "invited_by", "accepted_at", "created_at"]
+
+
+class NewInvitationSerializer(InvitationSerializer):
+    """The invitation as created: its token appears here once, for whoever delivers it to the invitee."""
+
+    token = serializers.CharField(read_only=True)
+
+    class Meta(InvitationSerializer.Meta):
+        fields = [*InvitationSerializer.Meta.fields, "token"]
+
+
+class AcceptInvitationSerializer(serializers.Serializer):
+    token = serializers.CharField()
+
+
+# --- Products and subscriptions -------------------------------------------------------------------------------
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    tenant = Visible(selectors.visible_tenants, queryset=Tenant.objects.all(), required=False, allow_null=True)
+    aliases = serializers.SlugRelatedField(
+        many=True, slug_field="name", queryset=ModelAlias.objects.all(), required=False
+    )
+    monthly_budget_usd = DecimalString(required=False, allow_null=True)
+
+    class Meta:
+        model = Product
+        fields = [
+            "id",
+            "tenant",
+            "name",
+            "description",
+            "aliases",
+            "requires_approval",
+            "default_rpm",
+            "default_tpm",
+            "monthly_budget_usd",
+            "is_published",
+            "created_at",
+        ]
+        read_only_fields = ["is_published", "created_at"]
+        # Uniqueness is the service's to check (platform products have no tenant for the constraint to see).
+        validators: list = []
+        extra_kwargs = {"default_rpm": {"min_value": 1}, "default_tpm": {"min_value": 1}}
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    team = Visible(selectors.visible_teams, queryset=Team.objects.all())
+    product = Visible(selectors.visible_products, queryset=Product.objects.all())
+    requested_by = UserEmail(read_only=True)
+    decided_by = UserEmail(read_only=True)
+
+    class Meta:
+        model = Subscription
+        fields = [
+            "id",
+            "team",
+            "product",
+            "status",
+            "purpose",
+            "expected_volume",
+            "requested_by",
+            "decided_by",
+            "decided_at",
+            "reason",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["status", "decided_at", "reason", "created_at", "updated_at"]
+
+
+class DecisionSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+# --- API keys -------------------------------------------------------------------------------------------------
+
+
+class APIKeySerializer(serializers.ModelSerializer):
+    """A key as listed: by its prefix, never its secret or hash."""
+
+    team = Visible(selectors.visible_teams, queryset=Team.objects.all())
+    subscriptions = Visible(
+        selectors.visible_subscriptions, queryset=Subscription.objects.all(), many=True, required=False
+    )
+
+    class Meta:
+        model = APIKey
+        fields = [
+            "id",
+            "prefix",
+            "name",
+            "team",
+            "source",
+            "subscriptions",
+            "allowed_aliases",
+            "expires_at",
+            "rpm_limit",
+            "tpm_limit",
+            "is_revoked",
+            "revoked_at",
+            "last_used_at",
+            "rotated_from",
+            "created_at",
+        ]
+        read_only_fields = [
+            "prefix",
+            "source",
+            "allowed_aliases",
+            "is_revoked",
+            "revoked_at",
+            "last_used_at",
+            "rotated_from",
+            "created_at",
+        ]
+        extra_kwargs = {"rpm_limit": {"min_value": 1}, "tpm_limit": {"min_value": 1}}
+
+    def validate_expires_at(self, value):
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("must be in the future")
+        return value
+
+
+class IssuedKeySerializer(APIKeySerializer):
+    """A key just created or rotated: the only answer that carries its secret."""
+
+    secret = serializers.SerializerMethodField()
+
+    class Meta(APIKeySerializer.Meta):
+        fields = [*APIKeySerializer.Meta.fields, "secret"]
+
+    @extend_schema_field(serializers.CharField(help_text="The whole key. Shown this once; store it now."))
+    def get_secret(self, api_key: APIKey) -> str:
+        return self.context["secret"]
+
+
+class RevokeSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class RotateSerializer(serializers.Serializer):
+    grace_seconds = serializers.IntegerField(
+        required=False,
+        default=24 * 3600,
+        min_value=0,
+        max_value=int(timedelta(days=30).total_seconds()),
+        help_text="How long the old key keeps working (default one day, at most 30 days).",
+    )
+
+
+# --- Audit log ------------------------------------------------------------------------------------------------
+
+
+class AuditLogEntrySerializer(serializers.ModelSerializer):
+    actor = UserEmail(read_only=True)
+
+    class Meta:
+        model = AuditLogEntry
+        fields = [
+            "id",
+            "tenant",
+            "actor",
+            "actor_label",
+            "action",
+            "target_type",
+            "target_id",
+            "reason",
+            "details",
+            "created_at",
+        ]
+        read_only_fields = fields

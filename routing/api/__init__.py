@@ -1,0 +1,1 @@
+"""REST API for the model catalogue, under /api/v1/catalogue/ (included from portal/api/urls.py)."""
