@@ -65,6 +65,7 @@ ACCOUNT_UNIQUE_EMAIL = True
 # Email verification: "mandatory" by default; the e2e tests read the link from the file email backend.
 ACCOUNT_EMAIL_VERIFICATION = env_str("TOLLWAY_EMAIL_VERIFICATION", "mandatory")
 ACCOUNT_CONFIRM_EMAIL_ON_GET = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Tollway] "
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 # SSO providers are configured from settings (no database rows needed); each is on when its client id is set.
@@ -99,6 +100,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.console_nav",
             ]
         },
     }

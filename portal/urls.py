@@ -1,3 +1,31 @@
 """Console pages, under /console/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from portal.views import catalogue, home, inbox, keys, playground, subscriptions, teams, usage
+
+app_name = "console"
+
+urlpatterns = [
+    path("", home.home, name="home"),
+    path("teams/new/", teams.create_team, name="team-new"),
+    path("teams/<int:team_id>/", teams.team_detail, name="team"),
+    path("teams/<int:team_id>/invite/", teams.invite_member, name="team-invite"),
+    path("teams/<int:team_id>/keys/new/", keys.new_key, name="key-new"),
+    path("keys/<int:key_id>/revoke/", keys.revoke_key, name="key-revoke"),
+    path("keys/<int:key_id>/rotate/", keys.rotate_key, name="key-rotate"),
+    path("invitations/<str:token>/", teams.accept_invitation, name="invitation"),
+    path("catalogue/", catalogue.catalogue, name="catalogue"),
+    path("products/<int:product_id>/subscribe/", subscriptions.subscribe, name="subscribe"),
+    path("subscriptions/", subscriptions.approvals, name="approvals"),
+    path("subscriptions/<int:subscription_id>/", subscriptions.subscription_detail, name="subscription"),
+    path("subscriptions/<int:subscription_id>/approve/", subscriptions.approve, name="subscription-approve"),
+    path("subscriptions/<int:subscription_id>/reject/", subscriptions.reject, name="subscription-reject"),
+    path("subscriptions/<int:subscription_id>/suspend/", subscriptions.suspend, name="subscription-suspend"),
+    path("subscriptions/<int:subscription_id>/resume/", subscriptions.resume, name="subscription-resume"),
+    path("playground/", playground.playground, name="playground"),
+    path("usage/", usage.usage, name="usage"),
+    path("inbox/", inbox.inbox, name="inbox"),
+    path("inbox/read-all/", inbox.mark_all_read, name="inbox-read-all"),
+    path("inbox/<int:notification_id>/read/", inbox.mark_read, name="inbox-read"),
+]

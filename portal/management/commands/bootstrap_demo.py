@@ -3,6 +3,7 @@
 import secrets
 from decimal import Decimal
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -73,6 +74,8 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
+        # The console signs in by email, with verification mandatory: the admin's address is known good.
+        EmailAddress.objects.update_or_create(user=user, email=user.email, defaults={"verified": True, "primary": True})
         password_file.write_text(password)
         password_file.chmod(0o600)
         return password

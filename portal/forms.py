@@ -1,0 +1,151 @@
+"""Console forms. They validate input and offer only choices the user may pick; services do the writing."""
+
+from datetime import timedelta
+
+from django import forms
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from portal.models import Membership, Product, Subscription, Team, Tenant
+
+_TEXTAREA = {"rows": 3}
+
+
+class CreateTeamForm(forms.Form):
+    """A team in one of the user's organisations, or a new organisation when they have none to administer."""
+
+    organisation = forms.ModelChoiceField(queryset=Tenant.objects.none(), empty_label=None)
+    organisation_name = forms.CharField(
+        max_length=200,
+        label="Organisation name",
+        help_text="Your company or group, e.g. “Acme Corp”. You will be its admin.",
+    )
+    team_name = forms.CharField(
+        max_length=200, label="Team name", help_text="Keys, subscriptions and usage belong to a team."
+    )
+
+    def __init__(self, *args, organisations: QuerySet[Tenant], **kwargs):
+        super().__init__(*args, **kwargs)
+        # With an organisation to administer, the team goes there; otherwise the user founds one.
+        if organisations.exists():
+            self.fields["organisation"].queryset = organisations
+            del self.fields["organisation_name"]
+        else:
+            del self.fields["organisation"]
+
+    @property
+    def creates_organisation(self) -> bool:
+        return "organisation_name" in self.fields
+
+    # The services refuse these too; checking here puts the message beside the field that caused it.
+    def clean_organisation_name(self) -> str:
+        name = self.cleaned_data["organisation_name"].strip()
+        if Tenant.objects.filter(name=name).exists():
+            raise forms.ValidationError("That name is taken. Pick another, or ask its admin to invite you.")
+        return name
+
+    def clean(self):
+        data = super().clean()
+        organisation, team_name = data.get("organisation"), (data.get("team_name") or "").strip()
+        if organisation and Team.objects.filter(tenant=organisation, name=team_name).exists():
+            self.add_error("team_name", f"{organisation.name} already has a team with that name.")
+        return data
+
+
+class InviteMemberForm(forms.Form):
+    email = forms.EmailField(label="Email address")
+    role = forms.ChoiceField(
+        choices=[(Membership.Role.MEMBER, "Member"), (Membership.Role.TEAM_OWNER, "Team owner")],
+        initial=Membership.Role.MEMBER,
+        help_text="Owners manage keys, members and subscriptions; members can see them.",
+    )
+
+
+class SubscribeForm(forms.Form):
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
+    purpose = forms.CharField(
+        widget=forms.Textarea(attrs=_TEXTAREA),
+        max_length=2000,
+        help_text="What will this team build with it? Admins read this before approving.",
+    )
+    expected_volume = forms.CharField(
+        max_length=200,
+        required=False,
+        label="Expected volume",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. 2M tokens a month"}),
+    )
+
+    def __init__(self, *args, teams: QuerySet[Team], product: Product, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = teams
+        self.product = product
+
+    def clean_team(self) -> Team:
+        team = self.cleaned_data["team"]
+        held = Subscription.objects.filter(
+            team=team, product=self.product, status__in=[Subscription.Status.PENDING, Subscription.Status.ACTIVE]
+        ).first()
+        if held:
+            raise forms.ValidationError(f"{team.name} has this product already ({held.get_status_display().lower()}).")
+        return team
+
+
+EXPIRY_CHOICES = [("", "Never"), ("7", "In 7 days"), ("30", "In 30 days"), ("90", "In 90 days"), ("365", "In a year")]
+
+
+class NewKeyForm(forms.Form):
+    name = forms.CharField(
+        max_length=200,
+        help_text="Where the key is used, e.g. “checkout-service prod”.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+    subscriptions = forms.ModelMultipleChoiceField(
+        queryset=Subscription.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Leave all unticked to reach every active subscription of the team, now and later.",
+    )
+    expires_in_days = forms.TypedChoiceField(
+        choices=EXPIRY_CHOICES, coerce=int, empty_value=None, required=False, label="Expires"
+    )
+
+    def __init__(self, *args, team: Team, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["subscriptions"].queryset = (
+            Subscription.objects.filter(team=team, status=Subscription.Status.ACTIVE)
+            .select_related("product")
+            .order_by("product__name")
+        )
+        self.fields["subscriptions"].label_from_instance = lambda subscription: subscription.product.name
+
+    def expires_at(self):
+        days = self.cleaned_data.get("expires_in_days")
+        return timezone.now() + timedelta(days=days) if days else None
+
+
+GRACE_CHOICES = [
+    (0, "Old key ends now"),
+    (3600, "Old key lasts 1 hour"),
+    (24 * 3600, "Old key lasts 24 hours"),
+    (7 * 24 * 3600, "Old key lasts 7 days"),
+]
+
+
+class RotateKeyForm(forms.Form):
+    grace_s = forms.TypedChoiceField(choices=GRACE_CHOICES, coerce=int, initial=24 * 3600, label="Grace period")
+
+
+class RevokeKeyForm(forms.Form):
+    reason = forms.CharField(max_length=500, required=False)
+
+
+class DecisionForm(forms.Form):
+    """Approve, suspend and resume may carry a note; a rejection must say why (the team reads it)."""
+
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, required=False)
+
+    def __init__(self, *args, reason_required: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].required = reason_required
+        if reason_required:
+            self.fields["reason"].error_messages["required"] = "Say why, so the team knows what to change."
