@@ -35,7 +35,7 @@ fi
 cat <<MSG
 
   Tollway is starting on http://$url_host:$PORT  (workers: $WORKERS, database: ${DATABASE_URL:-embedded SQLite})
-  Console:   http://$url_host:$PORT/admin/   login: admin / $password
+  Console:   http://$url_host:$PORT/console/   login: admin@localhost / $password   (Django admin: /admin/, user admin)
   Demo key:  $key     (shown once; a new one is issued on every start)
 
   curl http://$url_host:$PORT/v1/chat/completions -H "Authorization: Bearer $key" \\
