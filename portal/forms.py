@@ -108,6 +108,12 @@ class NewKeyForm(forms.Form):
     expires_in_days = forms.TypedChoiceField(
         choices=EXPIRY_CHOICES, coerce=int, empty_value=None, required=False, label="Expires"
     )
+    rpm_limit = forms.IntegerField(
+        required=False, min_value=1, label="Requests per minute", help_text="Optional limit for this key."
+    )
+    tpm_limit = forms.IntegerField(
+        required=False, min_value=1, label="Tokens per minute", help_text="Optional limit for this key."
+    )
 
     def __init__(self, *args, team: Team, **kwargs):
         super().__init__(*args, **kwargs)

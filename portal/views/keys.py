@@ -38,6 +38,8 @@ def new_key(request, team_id: int):
                 name=form.cleaned_data["name"],
                 subscriptions=list(form.cleaned_data["subscriptions"]),
                 expires_at=form.expires_at(),
+                rpm_limit=form.cleaned_data.get("rpm_limit"),
+                tpm_limit=form.cleaned_data.get("tpm_limit"),
                 source=APIKey.Source.PORTAL,
                 created_by=request.user,
             )

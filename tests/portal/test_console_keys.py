@@ -68,12 +68,22 @@ def test_an_expiry_choice_sets_the_keys_expiry(client, world):
     assert timedelta(days=6, hours=23) < expires_at - timezone.now() <= timedelta(days=7)
 
 
+def test_per_key_limits_are_kept_on_the_key(client, world):
+    client.force_login(world.users["team_owner"])
+
+    client.post(new_key_url(world), {"name": "limited", "rpm_limit": "60", "tpm_limit": "40000"})
+
+    key = APIKey.objects.get(name="limited")
+    assert (key.rpm_limit, key.tpm_limit) == (60, 40000)
+
+
 @pytest.mark.parametrize(
     ("data", "field", "error"),
     [
         ({"name": ""}, "name", "This field is required."),
         ({"name": "x", "expires_in_days": "3"}, "expires_in_days", "Select a valid choice. 3 is not one of"),
         ({"name": "x", "subscriptions": ["999999"]}, "subscriptions", "Select a valid choice. 999999 is not one of"),
+        ({"name": "x", "rpm_limit": "0"}, "rpm_limit", "Ensure this value is greater than or equal to 1."),
     ],
 )
 def test_bad_input_is_reported_beside_its_field_and_makes_no_key(client, world, data, field, error):
