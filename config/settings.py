@@ -213,6 +213,8 @@ EMAIL_HOST_USER = env_str("TOLLWAY_EMAIL_USER", "")
 EMAIL_HOST_PASSWORD = env_str("TOLLWAY_EMAIL_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("TOLLWAY_EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("TOLLWAY_FROM_EMAIL", "Tollway <tollway@localhost>")
+# Where people reach the console: used for links in emails.
+TOLLWAY_PUBLIC_URL = env_str("TOLLWAY_PUBLIC_URL", "http://127.0.0.1:8000")
 
 # Tests only: a fast password hasher (PBKDF2 dominates a suite that creates many users). Never in production.
 if env_bool("TOLLWAY_TEST_FAST_PASSWORDS", False):

@@ -21,6 +21,7 @@ demo_flag=()
 $PY manage.py migrate --noinput >/dev/null
 $PY manage.py collectstatic --noinput >/dev/null
 url_host=$HOST; [ "$HOST" = "0.0.0.0" ] && url_host=127.0.0.1
+export TOLLWAY_PUBLIC_URL=${TOLLWAY_PUBLIC_URL:-http://$url_host:$PORT}
 out=$($PY manage.py bootstrap_demo --gateway-url "http://$url_host:$PORT" "${demo_flag[@]}")
 password=$(sed -n 's/^TOLLWAY_ADMIN_PASSWORD=//p' <<<"$out")
 key=$(sed -n 's/^TOLLWAY_DEMO_KEY=//p' <<<"$out")

@@ -32,4 +32,6 @@ def notify(*, users, subject: str, body: str, link: str = "") -> None:
     Notification.objects.bulk_create([Notification(user=u, subject=subject, body=body, link=link) for u in users])
     recipients = sorted({u.email for u in users if u.email})
     if recipients:
-        send_mail(subject, f"{body}\n\n{link}".strip(), settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=True)
+        # Emails are read outside the console, so their links must be absolute.
+        url = f"{settings.TOLLWAY_PUBLIC_URL.rstrip('/')}{link}" if link.startswith("/") else link
+        send_mail(subject, f"{body}\n\n{url}".strip(), settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=True)

@@ -35,6 +35,7 @@ def test_a_request_is_pending_audited_and_the_admins_are_told(world):
     assert AuditLogEntry.objects.filter(action="subscription.requested", target_id=str(subscription.pk)).exists()
     assert Notification.objects.filter(user=admin).count() == 1
     assert mail.outbox and mail.outbox[0].to == ["admin@acme.test"]
+    assert f"http://127.0.0.1:8000/console/subscriptions/{subscription.pk}/" in mail.outbox[0].body
 
 
 def test_approving_records_the_approver_and_tells_the_owner(world):
