@@ -155,3 +155,41 @@ class DecisionForm(forms.Form):
         self.fields["reason"].required = reason_required
         if reason_required:
             self.fields["reason"].error_messages["required"] = "Say why, so the team knows what to change."
+
+
+class NewProductForm(forms.Form):
+    """Publish an API product. Platform admins may offer it to every tenant; tenant admins to their own."""
+
+    EVERY_TENANT = ""
+
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    tenant = forms.ChoiceField(label="Offered to", required=False)
+    aliases = forms.ModelMultipleChoiceField(
+        queryset=None, widget=forms.CheckboxSelectMultiple, label="Models", help_text="The aliases the product grants."
+    )
+    requires_approval = forms.BooleanField(required=False, initial=True, label="Subscribing needs an admin's approval")
+    default_rpm = forms.IntegerField(required=False, min_value=1, label="Requests per minute")
+    default_tpm = forms.IntegerField(required=False, min_value=1, label="Tokens per minute")
+    monthly_budget_usd = forms.DecimalField(
+        required=False, min_value=0, max_digits=20, decimal_places=2, label="Monthly budget (USD)"
+    )
+
+    def __init__(self, *args, tenants: QuerySet[Tenant], may_publish_to_all: bool, **kwargs):
+        from routing.models import ModelAlias
+
+        super().__init__(*args, **kwargs)
+        self.fields["aliases"].queryset = ModelAlias.objects.order_by("name")
+        choices = [(self.EVERY_TENANT, "Every organisation")] if may_publish_to_all else []
+        choices += [(str(tenant.pk), tenant.name) for tenant in tenants.order_by("name")]
+        self.fields["tenant"].choices = choices
+        self._tenants = {str(tenant.pk): tenant for tenant in tenants}
+        self._may_publish_to_all = may_publish_to_all
+
+    def clean_tenant(self) -> Tenant | None:
+        value = self.cleaned_data.get("tenant") or self.EVERY_TENANT
+        if value == self.EVERY_TENANT:
+            if not self._may_publish_to_all:
+                raise forms.ValidationError("Choose one of your organisations.")
+            return None
+        return self._tenants[value]

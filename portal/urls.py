@@ -16,6 +16,7 @@ urlpatterns = [
     path("keys/<int:key_id>/rotate/", keys.rotate_key, name="key-rotate"),
     path("invitations/<str:token>/", teams.accept_invitation, name="invitation"),
     path("catalogue/", catalogue.catalogue, name="catalogue"),
+    path("products/new/", catalogue.new_product, name="product-new"),
     path("products/<int:product_id>/subscribe/", subscriptions.subscribe, name="subscribe"),
     path("subscriptions/", subscriptions.approvals, name="approvals"),
     path("subscriptions/<int:subscription_id>/", subscriptions.subscription_detail, name="subscription"),

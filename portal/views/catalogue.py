@@ -1,12 +1,18 @@
 from collections import defaultdict
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Prefetch, Q
+from django.shortcuts import redirect
 
 from portal import roles, selectors
+from portal.errors import PortalError
+from portal.forms import NewProductForm
 from portal.models import Subscription
+from portal.services.products import create_product
 from portal.views import access
-from portal.views.rendering import paginate, render_page, usd
+from portal.views.rendering import as_sentence, paginate, render_page, usd
 from routing.models import AliasDeployment, Deployment, ModelAlias, Provider
 
 HELD = [Subscription.Status.PENDING, Subscription.Status.ACTIVE, Subscription.Status.SUSPENDED]
@@ -58,5 +64,36 @@ def catalogue(request):
         "aliases": aliases,
         "providers": providers,
         "is_platform_admin": roles.is_platform_admin(user),
+        "can_publish": selectors.administered_tenants(user=user).exists() or roles.is_platform_admin(user),
     }
     return render_page(request, "console/catalogue.html", context, section="catalogue")
+
+
+@login_required
+def new_product(request):
+    user = request.user
+    tenants = selectors.administered_tenants(user=user)
+    may_publish_to_all = roles.is_platform_admin(user)
+    if not may_publish_to_all and not tenants.exists():
+        raise PermissionDenied("only tenant and platform admins publish products")
+    form = NewProductForm(request.POST or None, tenants=tenants, may_publish_to_all=may_publish_to_all)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            product = create_product(
+                name=data["name"],
+                created_by=user,
+                tenant=data["tenant"],
+                description=data["description"],
+                aliases=list(data["aliases"]),
+                requires_approval=data["requires_approval"],
+                default_rpm=data["default_rpm"],
+                default_tpm=data["default_tpm"],
+                monthly_budget_usd=data["monthly_budget_usd"],
+            )
+        except PortalError as exc:
+            form.add_error(None, as_sentence(exc))
+        else:
+            messages.success(request, f"Published {product.name}. Teams can request it in the catalogue now.")
+            return redirect("console:catalogue")
+    return render_page(request, "console/product_new.html", {"form": form}, section="catalogue")

@@ -52,13 +52,28 @@ def eventually(base: str, key: str, expected: int, bound_s: float = 5.0) -> None
 
 
 def test_a_new_team_gets_a_working_key_through_the_portal_and_loses_it_on_suspension(browser, catalogue):
-    product = Product.objects.create(name="GPT-4o mini", description="Fast and cheap", requires_approval=True)
-    product.aliases.set([ModelAlias.objects.get(name="gpt-4o-mini")])
     verified_user("root@platform.test", superuser=True)
     outsider = verified_user("eve@other.test")
 
     with start_gateway() as gateway:
         base = gateway.url
+
+        # 0. A platform admin publishes an API product over the gpt-4o-mini alias.
+        admin_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        admin = admin_ctx.new_page()
+        sign_in(admin, base, "root@platform.test")
+        admin.goto(f"{base}/console/products/new/")
+        publish = admin.get_by_test_id("new-product-form")
+        publish.locator("input[name=name]").fill("GPT-4o mini")
+        publish.locator("textarea[name=description]").fill("Fast and cheap")
+        alias_id = ModelAlias.objects.get(name="gpt-4o-mini").pk
+        publish.locator(f"input[name=aliases][value='{alias_id}']").check()
+        screenshot(admin, "00-publish-product")
+        publish.locator("button[type=submit]").click()
+        admin.wait_for_url(re.compile(r".*/console/catalogue/"))
+        product = Product.objects.get(name="GPT-4o mini")
+        assert product.tenant is None and product.requires_approval
+
         owner_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
         owner_ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
         page = owner_ctx.new_page()
@@ -101,10 +116,7 @@ def test_a_new_team_gets_a_working_key_through_the_portal_and_loses_it_on_suspen
         subscription = Subscription.objects.get(team=team, product=product)
         assert subscription.status == Subscription.Status.PENDING
 
-        # 4. A platform admin approves it.
-        admin_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-        admin = admin_ctx.new_page()
-        sign_in(admin, base, "root@platform.test")
+        # 4. The platform admin approves it.
         admin.goto(f"{base}/console/subscriptions/")
         screenshot(admin, "06-approvals-queue")
         admin.get_by_test_id(f"approve-{subscription.pk}").click()
