@@ -6,7 +6,7 @@ from django.db import transaction
 
 from billing.models import UsageRecord
 from billing.outbox import claim_orphans
-from portal.models import APIKey, Team, Tenant
+from portal.models import APIKey, Subscription, Team, Tenant
 
 _ROW_FIELDS = (
     "request_id",
@@ -40,13 +40,20 @@ def store_usage_rows(*, rows: list[dict]) -> int:
     tenant_ids = set(Tenant.objects.filter(pk__in={r["tenant_id"] for r in rows}).values_list("pk", flat=True))
     team_ids = set(Team.objects.filter(pk__in={r["team_id"] for r in rows}).values_list("pk", flat=True))
     key_ids = set(APIKey.objects.filter(pk__in={r["api_key_id"] for r in rows}).values_list("pk", flat=True))
+    wanted_subscriptions = {r.get("subscription_id") for r in rows} - {None}
+    subscription_ids = set(Subscription.objects.filter(pk__in=wanted_subscriptions).values_list("pk", flat=True))
     records = [
         UsageRecord(
             created_at=datetime.fromtimestamp(row["created_at"], tz=UTC),
             tenant_id=row["tenant_id"] if row["tenant_id"] in tenant_ids else None,
             team_id=row["team_id"] if row["team_id"] in team_ids else None,
             api_key_id=row["api_key_id"] if row["api_key_id"] in key_ids else None,
+            subscription_id=row.get("subscription_id") if row.get("subscription_id") in subscription_ids else None,
             cost_usd=Decimal(row["cost_usd"]),
+            # Rows queued by an older version lack these; their baseline is their own cost.
+            baseline_cost_usd=Decimal(row.get("baseline_cost_usd", row["cost_usd"])),
+            prompt=row.get("prompt", ""),
+            cache_hit=row.get("cache_hit", False),
             **{name: row[name] for name in _ROW_FIELDS},
         )
         for row in rows

@@ -2,13 +2,13 @@
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from billing.pricing import cost_of
 from routing.engine.snapshot import Principal
-from routing.engine.types import Target, TokenUsage
+from routing.engine.types import ModelPrice, Target, TokenUsage
 
 
 def new_request_id() -> str:
@@ -26,6 +26,8 @@ class UsageEvent:
     alias: str = ""
     deployment: str = ""
     provider: str = ""
+    prompt: str = ""
+    subscription_id: int | None = None
     status: int = 0
     error_type: str = ""
     attempts: int = 0
@@ -33,11 +35,17 @@ class UsageEvent:
     completion_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
+    baseline_cost_usd: Decimal = Decimal(0)
+    cache_hit: bool = False
     estimated: bool = False
     latency_ms: float | None = None
     ttfb_ms: float | None = None
     upstream_latency_ms: float | None = None
     is_closed: bool = False
+    # Admission control (billing/ledger): what was reserved, the x-ratelimit-* headers, a budget's downgrade.
+    reservation: Any = None
+    limit_headers: dict[str, str] = field(default_factory=dict)
+    downgraded_from: str = ""
 
     @classmethod
     def begin(cls, *, principal: Principal, endpoint: str, request_id: str) -> "UsageEvent":
@@ -57,10 +65,11 @@ class UsageEvent:
         if target is not None:
             self.deployment, self.provider = target.deployment, target.provider
 
-    def record_tokens(self, usage: TokenUsage, target: Target) -> None:
+    def record_tokens(self, usage: TokenUsage, target: Target, *, baseline: ModelPrice | None = None) -> None:
         self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         self.cached_tokens, self.estimated = usage.cached_tokens, usage.is_estimated
         self.cost_usd = cost_of(usage, target.price)
+        self.baseline_cost_usd = cost_of(usage, baseline) if baseline is not None else self.cost_usd
 
     def close(self, *, status: int, error_type: str = "") -> bool:
         """Set the outcome; False if already closed (the first outcome wins)."""
@@ -86,6 +95,8 @@ class UsageEvent:
             "alias": self.alias,
             "deployment": self.deployment,
             "provider": self.provider,
+            "prompt": self.prompt,
+            "subscription_id": self.subscription_id,
             "status": self.status,
             "error_type": self.error_type,
             "attempts": self.attempts,
@@ -94,6 +105,8 @@ class UsageEvent:
             "completion_tokens": self.completion_tokens,
             "cached_tokens": self.cached_tokens,
             "cost_usd": str(self.cost_usd),
+            "baseline_cost_usd": str(self.baseline_cost_usd),
+            "cache_hit": self.cache_hit,
             "estimated": self.estimated,
             "latency_ms": self.latency_ms,
             "ttfb_ms": self.ttfb_ms,

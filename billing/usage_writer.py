@@ -93,6 +93,8 @@ class UsageWriter:
 
 
 _writer: UsageWriter | None = None
+# Set at startup by routing/observability: sees each event once, after its row is safe (metrics, access log).
+observe: Callable[[UsageEvent], None] | None = None
 
 
 def install(writer: UsageWriter | None) -> None:
@@ -104,3 +106,10 @@ def submit(event: UsageEvent) -> None:
     if _writer is None:
         raise RuntimeError("the usage writer is not running: the gateway's lifespan startup has not run")
     _writer.submit(event)
+    if observe is not None:
+        observe(event)
+
+
+def queue_depth() -> int:
+    """Rows accepted but not yet stored in the database."""
+    return len(_writer.pending) if _writer is not None else 0

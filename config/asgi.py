@@ -23,6 +23,8 @@ from django.core.handlers.asgi import ASGIRequest  # noqa: E402
 
 from billing.usage import new_request_id  # noqa: E402
 from routing import demo_upstream  # noqa: E402
+from routing.observability import endpoints as operations  # noqa: E402
+from routing.observability import lifespan as observability  # noqa: E402
 from routing.proxy import views  # noqa: E402
 from routing.proxy.errors import GatewayError, NotFound  # noqa: E402
 from routing.proxy.lifespan import Gateway  # noqa: E402
@@ -141,6 +143,7 @@ async def handle_lifespan(receive, send) -> None:
         if message["type"] == "lifespan.startup":
             try:
                 await gateway.start()
+                await observability.start()
             except Exception as exc:
                 log.exception("gateway startup failed")
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -149,6 +152,7 @@ async def handle_lifespan(receive, send) -> None:
         elif message["type"] == "lifespan.shutdown":
             try:
                 await gateway.stop()
+                await observability.stop()
             finally:
                 await send({"type": "lifespan.shutdown.complete"})
             return
@@ -160,6 +164,9 @@ async def application(scope, receive, send) -> None:
         return await handle_v1(scope, receive, send)
     if kind == "lifespan":
         return await handle_lifespan(receive, send)
+    if kind == "http" and scope["path"] in operations.ROUTES:
+        # Probes and scrapes skip Django's request cycle: cheap, and answered even when the console is busy.
+        return await operations.ROUTES[scope["path"]](scope, receive, send)
     if kind == "http" and settings.TOLLWAY_DEMO_UPSTREAM and scope["path"].startswith(demo_upstream.PATH_PREFIX):
         return await demo_upstream.app(scope, receive, send)
     return await django_app(scope, receive, send)

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -123,6 +125,29 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("TOLLWAY_CELERY_EAGER", not bool(REDIS_URL o
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
+# Usage aggregation (billing/aggregation.py) and retention (billing/retention.py), run by Celery beat.
+TOLLWAY_AGGREGATE_EVERY_S = env_float("TOLLWAY_AGGREGATE_EVERY_S", 60.0)
+# Records younger than this are left for the next run: a gateway stamps stored_at before its insert commits,
+# and hosts' clocks differ a little. Must exceed both, or a record could slip behind the aggregation cursor.
+TOLLWAY_AGGREGATE_SETTLE_S = env_float("TOLLWAY_AGGREGATE_SETTLE_S", 5.0)
+TOLLWAY_USAGE_RETENTION_DAYS = env_int("TOLLWAY_USAGE_RETENTION_DAYS", 90)
+TOLLWAY_USAGE_PURGE_BATCH = env_int("TOLLWAY_USAGE_PURGE_BATCH", 10000)
+if TOLLWAY_USAGE_RETENTION_DAYS < 2 or TOLLWAY_USAGE_PURGE_BATCH < 1 or TOLLWAY_AGGREGATE_EVERY_S <= 0:
+    raise ImproperlyConfigured(
+        "TOLLWAY_USAGE_RETENTION_DAYS must be at least 2, TOLLWAY_USAGE_PURGE_BATCH and TOLLWAY_AGGREGATE_EVERY_S "
+        "above 0"
+    )
+CELERY_BEAT_SCHEDULE = {
+    # `expires`: runs a busy worker could not start in time are dropped, not stacked up.
+    "aggregate-usage": {
+        "task": "billing.tasks.aggregate_usage",
+        "schedule": TOLLWAY_AGGREGATE_EVERY_S,
+        "options": {"expires": TOLLWAY_AGGREGATE_EVERY_S},
+    },
+    "purge-expired-usage": {"task": "billing.tasks.purge_expired_usage", "schedule": 3600.0},
+    "reconcile-budgets": {"task": "billing.tasks.reconcile_budgets", "schedule": 60.0, "options": {"expires": 60}},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -159,14 +184,34 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# Text for people on the embedded default; json (one object a line) for log pipelines in production.
+TOLLWAY_LOG_FORMAT = env_str("TOLLWAY_LOG_FORMAT", "text")
+if TOLLWAY_LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"TOLLWAY_LOG_FORMAT must be text or json, not {TOLLWAY_LOG_FORMAT!r}")
+# One line per /v1 request on the "tollway.access" logger, written by a background thread.
+TOLLWAY_ACCESS_LOG = env_bool("TOLLWAY_ACCESS_LOG", True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "routing.observability.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": TOLLWAY_LOG_FORMAT},
+        # Formats and writes off the event loop: the request path only queues the record.
+        "access": {"()": "routing.observability.logs.BackgroundStreamHandler", "formatter": TOLLWAY_LOG_FORMAT},
+    },
     "root": {"handlers": ["console"], "level": env_str("TOLLWAY_LOG_LEVEL", "INFO")},
-    # httpx logs every upstream call at INFO: a line per proxied request (~4% of gateway CPU in bench/).
-    "loggers": {"httpx": {"level": "WARNING"}},
+    "loggers": {
+        # httpx logs every upstream call at INFO: a line per proxied request (~4% of gateway CPU in bench/).
+        "httpx": {"level": "WARNING"},
+        "tollway.access": {
+            "handlers": ["access"],
+            "level": "INFO" if TOLLWAY_ACCESS_LOG else "WARNING",
+            "propagate": False,
+        },
+    },
 }
 
 # --- Secrets -------------------------------------------------------------------------------------------------
@@ -199,6 +244,17 @@ TOLLWAY_UPSTREAM_TIMEOUT_S = env_float("TOLLWAY_UPSTREAM_TIMEOUT_S", 120.0)
 TOLLWAY_HTTP_TRANSPORT = env_str("TOLLWAY_HTTP_TRANSPORT", "aiohttp")  # aiohttp | httpx
 # The built-in demo provider (routing/demo_upstream.py), served at /demo-upstream/v1. `make run` turns it on.
 TOLLWAY_DEMO_UPSTREAM = env_bool("TOLLWAY_DEMO_UPSTREAM", False)
+
+# --- Operations (routing/observability) -----------------------------------------------------------------
+# Every worker process of a node writes its metrics here and /metrics sums them: keep it on local disk.
+TOLLWAY_METRICS_DIR = Path(env_str("TOLLWAY_METRICS_DIR", str(DATA_DIR / "metrics")))
+# When set, /metrics wants "Authorization: Bearer <token>".
+TOLLWAY_METRICS_TOKEN = env_str("TOLLWAY_METRICS_TOKEN", "")
+# Each /readyz check gets this long; they run at once, so the probe answers within about this too.
+TOLLWAY_READY_TIMEOUT_S = env_float("TOLLWAY_READY_TIMEOUT_S", 1.0)
+# Traces go to an OTLP/HTTP collector when this standard variable is set (e.g. http://otel-collector:4318).
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "tollway-gateway")
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory, so gateway processes started by tests can share the test database.

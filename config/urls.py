@@ -1,12 +1,7 @@
 from django.contrib import admin
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
-
-
-def healthz(request):
-    return JsonResponse({"status": "ok"})
-
 
 _FAVICON = (
     b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" '
@@ -25,6 +20,6 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("portal.api.urls")),
     path("console/", include("portal.urls")),
-    path("healthz", healthz),
+    path("console/", include("billing.urls")),  # dashboards and the request log
     path("favicon.ico", favicon),
 ]

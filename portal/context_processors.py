@@ -8,6 +8,10 @@ from portal.models import Notification, Subscription
 
 
 class ConsoleNav:
+    # Pages of other apps in the bar, as (label, URL name, section): every signed-in user may open them, and
+    # each page shows only that user's scope. Dashboards and the request log live in billing/urls.py.
+    more_links = (("Dashboards", "billing:finance", "dashboards"), ("Requests", "billing:requests", "requests"))
+
     def __init__(self, user) -> None:
         self.user = user
 

@@ -51,6 +51,11 @@ class ModelAlias(models.Model):
 
     name = models.CharField(max_length=150, unique=True)
     description = models.TextField(blank=True)
+    # What "savings" are measured against: the cost a request would have had here. Empty means the most
+    # expensive of the alias's enabled deployments.
+    baseline_deployment = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -29,13 +29,19 @@ key=$(sed -n 's/^TOLLWAY_DEMO_KEY=//p' <<<"$out")
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait || true; }
 trap cleanup EXIT INT TERM
-if [ "$embedded" = 0 ] && [ -n "${REDIS_URL:-}${CELERY_BROKER_URL:-}" ]; then
-  .venv/bin/celery -A config worker --quiet --loglevel=warning --concurrency=1 & pids+=($!)
+# With a broker (the same rule as CELERY_TASK_ALWAYS_EAGER in config/settings.py), tasks go to a Celery worker
+# and beat schedules usage aggregation and retention; without one, tasks run inline and the usage summary
+# aggregates before it reads.
+celery_mode="inline (no broker)"
+if [ -n "${REDIS_URL:-}${CELERY_BROKER_URL:-}" ] && [ "${TOLLWAY_CELERY_EAGER:-0}" != 1 ]; then
+  .venv/bin/celery --quiet -A config worker --loglevel=warning --concurrency=1 & pids+=($!)
+  .venv/bin/celery --quiet -A config beat --loglevel=warning & pids+=($!)
+  celery_mode="worker + beat"
 fi
 
 cat <<MSG
 
-  Tollway is starting on http://$url_host:$PORT  (workers: $WORKERS, database: ${DATABASE_URL:-embedded SQLite})
+  Tollway is starting on http://$url_host:$PORT  (workers: $WORKERS, database: ${DATABASE_URL:-embedded SQLite}, Celery: $celery_mode)
   Console:   http://$url_host:$PORT/console/   login: admin@localhost / $password   (Django admin: /admin/, user admin)
   Demo key:  $key     (shown once; a new one is issued on every start)
 

@@ -3,10 +3,12 @@
 from django.urls import include, re_path
 from drf_spectacular.views import SpectacularAPIView
 
+from billing.api.budgets import BudgetViewSet
+from billing.api.usage_summary import UsageSummaryView
 from portal.api import views
 from portal.api.auth import TokenView
 from portal.api.docs import DocsView
-from portal.api.routes import ID, collection, endpoint
+from portal.api.routes import CHANGEABLE_DETAIL, ID, collection, endpoint
 
 TEAM = r"teams/(?P<team_id>[0-9]+)"
 
@@ -30,4 +32,6 @@ urlpatterns = [
     endpoint(rf"keys/{ID}/rotate", views.RotateAPIKeyView.as_view(), "key-rotate"),
     *collection("audit-log", views.AuditLogViewSet, "audit-log"),
     re_path(r"^catalogue/", include("routing.api.urls")),
+    endpoint("usage/summary", UsageSummaryView.as_view(), "usage-summary"),
+    *collection("budgets", BudgetViewSet, "budget", detail=CHANGEABLE_DETAIL),
 ]

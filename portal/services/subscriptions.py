@@ -85,6 +85,8 @@ def _move(subscription: Subscription, transition: str, *, actor, reason: str, ac
         reason=reason,
         details={"product": subscription.product.name, "team": subscription.team.name},
     )
+    if transition == "approve":
+        _apply_product_budget(subscription)
     recipients = {*_team_owners(subscription.team), subscription.requested_by}
     audit.notify(
         users=recipients,
@@ -93,6 +95,26 @@ def _move(subscription: Subscription, transition: str, *, actor, reason: str, ac
         link=f"/console/teams/{subscription.team_id}/",
     )
     return subscription
+
+
+def _apply_product_budget(subscription: Subscription) -> None:
+    """A product's monthly budget becomes the new subscription's own hard budget (admins may change it later)."""
+    from billing.models import Budget
+
+    product = subscription.product
+    if product.monthly_budget_usd is None:
+        return
+    Budget.objects.get_or_create(
+        scope=Budget.Scope.SUBSCRIPTION,
+        target_id=subscription.pk,
+        period=Budget.Period.MONTHLY,
+        defaults={
+            "tenant": subscription.team.tenant,
+            "limit_usd": product.monthly_budget_usd,
+            "thresholds": [80, 100],
+            "action": Budget.Action.BLOCK,
+        },
+    )
 
 
 def _decide(transition: str):

@@ -2,8 +2,9 @@
 requests only ever read the current one, so the hot path touches no database."""
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
-from routing.engine.types import Target
+from routing.engine.types import ModelPrice, Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,29 @@ class Principal:
     is_revoked: bool
     rpm_limit: int | None
     tpm_limit: int | None
+    # Portal keys: which active subscription grants each alias (budgets, limits and records use it).
+    subscription_by_alias: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRule:
+    """An active budget, as admission control needs it (billing/ledger)."""
+
+    budget_id: int
+    scope: str  # tenant | team | key | subscription
+    target_id: int
+    period: str  # daily | monthly
+    limit_usd: Decimal | None
+    limit_tokens: int | None
+    action: str  # block | downgrade
+    downgrade_alias: str = ""
+    thresholds: tuple[int, ...] = ()  # percentages that notify once per period
+
+
+@dataclass(frozen=True, slots=True)
+class RateRule:
+    rpm: int | None = None
+    tpm: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +53,14 @@ class Snapshot:
     keys_by_prefix: dict[str, Principal] = field(default_factory=dict)
     # alias -> deployments in priority order (enabled ones only)
     aliases: dict[str, tuple[Target, ...]] = field(default_factory=dict)
+    # alias -> the price "savings" are measured against (its baseline deployment's)
+    baselines: dict[str, ModelPrice] = field(default_factory=dict)
+    # (scope, target id) -> its active budgets
+    budgets: dict[tuple[str, int], tuple[BudgetRule, ...]] = field(default_factory=dict)
+    budget_by_id: dict[int, BudgetRule] = field(default_factory=dict)  # the same rules, by budget id
+    # Cluster-wide rate limits beside each key's own: per team, and per subscription (product defaults applied)
+    team_limits: dict[int, RateRule] = field(default_factory=dict)
+    subscription_limits: dict[int, RateRule] = field(default_factory=dict)
     loaded_at: float = 0.0
 
 

@@ -9,6 +9,8 @@
     ├── MethodNotAllowed (405)
     ├── BodyTooLarge (413)
     ├── RateLimited (429, Retry-After)
+    ├── BudgetExceeded (429 insufficient_quota)
+    ├── LimitsUnavailable (503)      limits exist but no store to check them answers: fail closed
     ├── UpstreamRejected (the provider's own 4xx status and message)
     ├── AllDeploymentsFailed (502)
     └── AllDeploymentsTimedOut (504)
@@ -88,3 +90,12 @@ class AllDeploymentsFailed(GatewayError):
 
 class AllDeploymentsTimedOut(GatewayError):
     status, type, code = 504, "timeout", "upstream_timeout"
+
+
+class BudgetExceeded(GatewayError):
+    # OpenAI answers an exhausted quota with 429 insufficient_quota; clients already handle that shape.
+    status, type, code = 429, "insufficient_quota", "budget_exceeded"
+
+
+class LimitsUnavailable(GatewayError):
+    status, type, code = 503, "server_error", "limits_unavailable"

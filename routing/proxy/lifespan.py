@@ -8,9 +8,11 @@ from django.conf import settings
 
 from billing import services as billing_services
 from billing import usage_writer
+from billing.ledger import admission, alerts
 from billing.outbox import Outbox
 from config import db_thread
 from routing import snapshot_loader
+from routing.observability import readiness
 from routing.providers import http
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,8 @@ class Gateway:
 
     async def start(self) -> None:
         http.open_client(transport=settings.TOLLWAY_HTTP_TRANSPORT)
+        admission.install(admission.Ledger(redis_url=settings.REDIS_URL))
+        readiness.register_check("limits", admission.readiness)
         await snapshot_loader.refresh_once()
         recovered = await db_thread.run_in_db(
             billing_services.recover_usage_outbox, directory=settings.TOLLWAY_USAGE_OUTBOX_DIR
@@ -46,6 +50,10 @@ class Gateway:
     async def stop(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
+        # Settle what finished requests reserved before their records are flushed and the process exits.
+        await admission.current().aclose()
+        admission.install(None)
+        await alerts.drain()
         if self._writer is not None:
             await self._writer.close()
             usage_writer.install(None)

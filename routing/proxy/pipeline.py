@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from billing import token_estimate, usage_writer
+from billing.ledger import admission
 from billing.usage import UsageEvent
 from routing.engine import router, snapshot
 from routing.engine.router import Attempts, RoutingFailed
@@ -22,7 +23,6 @@ from routing.proxy.errors import (
     UnknownAlias,
     UpstreamRejected,
 )
-from routing.proxy.limits import windows
 
 
 def resolve(principal: Principal, alias: str) -> tuple[Target, ...]:
@@ -33,7 +33,6 @@ def resolve(principal: Principal, alias: str) -> tuple[Target, ...]:
         raise AliasNotAllowed(f"This API key may not use the model '{alias}'.")
     if targets is None:
         raise UnknownAlias(f"The model '{alias}' does not exist.")
-    windows.check(principal)
     return targets
 
 
@@ -64,6 +63,7 @@ def error_for(failure: RoutingFailed) -> GatewayError:
 def finish(usage: UsageEvent, *, status: int, error_type: str = "") -> None:
     """Close the usage event and queue its record: exactly once per request."""
     if usage.close(status=status, error_type=error_type):
+        admission.settle(usage)
         usage_writer.submit(usage)
 
 
@@ -75,13 +75,15 @@ def fail(usage: UsageEvent, exc: BaseException) -> None:
 
 
 def _account(usage: UsageEvent, tokens: TokenUsage, target: Target, principal: Principal) -> None:
-    usage.record_tokens(tokens, target)
-    windows.add_tokens(principal, tokens.prompt_tokens + tokens.completion_tokens)
+    usage.record_tokens(tokens, target, baseline=snapshot.current().baselines.get(usage.alias))
 
 
-async def _route(principal: Principal, usage: UsageEvent, walk) -> tuple[Any, Target]:
-    """Resolve the alias and walk its deployments; the usage event learns which one answered, and when."""
+async def _route(principal: Principal, usage: UsageEvent, body: dict[str, Any], walk) -> tuple[Any, Target]:
+    """Resolve the alias, pass admission control (limits, budgets), and walk its deployments; the usage event
+    learns which one answered, and when."""
     targets = resolve(principal, usage.alias)
+    usage.subscription_id = principal.subscription_by_alias.get(usage.alias)
+    usage.alias, targets = await admission.admit(principal, usage.alias, targets, body, usage)
     attempts = Attempts()
     started = time.perf_counter()
     try:
@@ -94,7 +96,7 @@ async def _route(principal: Principal, usage: UsageEvent, walk) -> tuple[Any, Ta
 
 
 async def complete_chat(principal: Principal, body: dict[str, Any], usage: UsageEvent) -> ChatResult:
-    result, target = await _route(principal, usage, lambda c, t, a: router.complete(c, t, body, a))
+    result, target = await _route(principal, usage, body, lambda c, t, a: router.complete(c, t, body, a))
     if result.usage.is_estimated:
         result.usage.prompt_tokens = token_estimate.count_prompt(body)
         result.usage.completion_tokens = token_estimate.count_completion(result.body)
@@ -104,7 +106,7 @@ async def complete_chat(principal: Principal, body: dict[str, Any], usage: Usage
 
 
 async def complete_embeddings(principal: Principal, body: dict[str, Any], usage: UsageEvent) -> EmbeddingsResult:
-    result, target = await _route(principal, usage, lambda c, t, a: router.embeddings(c, t, body, a))
+    result, target = await _route(principal, usage, body, lambda c, t, a: router.embeddings(c, t, body, a))
     if result.usage.is_estimated:
         result.usage.prompt_tokens = token_estimate.count_prompt(body)
     _account(usage, result.usage, target, principal)
@@ -114,7 +116,7 @@ async def complete_embeddings(principal: Principal, body: dict[str, Any], usage:
 
 async def open_chat_stream(principal: Principal, body: dict[str, Any], usage: UsageEvent) -> tuple[ChatStream, Target]:
     # Fail-over happens only here, before the first byte: once a stream is open it is never retried.
-    return await _route(principal, usage, lambda c, t, a: router.open_stream(c, t, body, a))
+    return await _route(principal, usage, body, lambda c, t, a: router.open_stream(c, t, body, a))
 
 
 class StreamRelay:

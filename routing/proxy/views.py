@@ -96,7 +96,10 @@ class GatewayView(APIView):
 
 
 def deployment_headers(usage: UsageEvent) -> dict[str, str]:
-    return {"x-tollway-deployment": usage.deployment, "x-tollway-attempts": str(usage.attempts)}
+    headers = {"x-tollway-deployment": usage.deployment, "x-tollway-attempts": str(usage.attempts)}
+    if usage.downgraded_from:
+        headers["x-tollway-downgraded-from"] = usage.downgraded_from
+    return {**headers, **usage.limit_headers}
 
 
 class ChatCompletionsView(GatewayView):

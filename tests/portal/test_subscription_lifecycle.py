@@ -124,3 +124,46 @@ def test_another_tenants_product_cannot_be_requested(world):
     private = Product.objects.create(name="Private", tenant=TeamFactory().tenant)
     with pytest.raises(InvalidInput):
         services.request_subscription(team=team, product=private, purpose="bot", requested_by=owner)
+
+
+def test_approving_a_product_with_a_monthly_budget_gives_the_subscription_that_budget(world):
+    from decimal import Decimal
+
+    from billing.models import Budget
+
+    team, owner, admin, _, product = world
+    product.monthly_budget_usd = Decimal("250")
+    product.save()
+    subscription = services.request_subscription(team=team, product=product, purpose="bot", requested_by=owner)
+
+    services.approve_subscription(subscription=subscription, decided_by=admin)
+    services.suspend_subscription(subscription=subscription, decided_by=admin)
+    services.resume_subscription(subscription=subscription, decided_by=admin)
+
+    budget = Budget.objects.get()
+    assert (budget.scope, budget.target_id, budget.period, budget.limit_usd, budget.action, budget.tenant) == (
+        "subscription",
+        subscription.pk,
+        "monthly",
+        Decimal("250"),
+        "block",
+        team.tenant,
+    )
+
+
+def test_a_subscription_gets_its_products_default_rate_limits_unless_it_has_its_own(world, transactional_db):
+    from routing.snapshot_loader import build_snapshot
+
+    team, owner, admin, _, product = world
+    product.default_rpm, product.default_tpm = 60, 10_000
+    product.save()
+    first = services.request_subscription(team=team, product=product, purpose="bot", requested_by=owner)
+    services.approve_subscription(subscription=first, decided_by=admin)
+    other = Product.objects.create(name="Claude", requires_approval=False, default_rpm=30)
+    second = services.request_subscription(team=team, product=other, purpose="bot", requested_by=owner)
+    Subscription.objects.filter(pk=second.pk).update(rpm_limit=5)
+
+    limits = build_snapshot().subscription_limits
+
+    assert (limits[first.pk].rpm, limits[first.pk].tpm) == (60, 10_000)
+    assert (limits[second.pk].rpm, limits[second.pk].tpm) == (5, None)

@@ -1,0 +1,278 @@
+"""Where counters live. Each store reserves all of a request's counters atomically — all or none — and
+settles them to the real amounts later.
+
+- RedisStore: one Lua script per reserve and per settle, so every gateway process shares exact totals.
+- DatabaseStore: the same under row locks (select_for_update; SQLite serialises writers), on the DB thread.
+  Used for budgets on the embedded default, and for everything when Redis is unreachable.
+- MemoryStore: this process only. Rate windows on the embedded default (one process), never budgets.
+"""
+
+from datetime import UTC, datetime
+
+from django.db import transaction
+
+from billing.ledger.counters import Counter, Refusal, ticks_to_usd, usd_to_ticks
+from billing.models import BudgetCounter, RateWindow
+from config.db_thread import run_in_db
+
+# KEYS: counter hashes (field s = settled, r = reserved). ARGV: limit (-1: none), amount, ttl per counter.
+# Returns {0, used after reserving...} or {index of the refusing counter, its used}.
+RESERVE_LUA = """
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[3 * i - 2])
+  if limit >= 0 then
+    local v = redis.call('HMGET', KEYS[i], 's', 'r')
+    local used = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
+    if used + tonumber(ARGV[3 * i - 1]) > limit then
+      return {i, tostring(used)}
+    end
+  end
+end
+local out = {0}
+for i = 1, #KEYS do
+  local r = redis.call('HINCRBY', KEYS[i], 'r', ARGV[3 * i - 1])
+  local s = redis.call('HGET', KEYS[i], 's') or '0'
+  redis.call('EXPIRE', KEYS[i], ARGV[3 * i])
+  out[#out + 1] = tostring(tonumber(s) + r)
+end
+return out
+"""
+
+# ARGV: reserved, actual per counter. Returns the settled total of each.
+SETTLE_LUA = """
+local out = {}
+for i = 1, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'r', -tonumber(ARGV[2 * i - 1]))
+  out[#out + 1] = tostring(redis.call('HINCRBY', KEYS[i], 's', ARGV[2 * i]))
+end
+return out
+"""
+
+# ARGV: a floor per counter. Raises each settled total to at least its floor (a store taking over).
+RAISE_LUA = """
+for i = 1, #KEYS do
+  local s = tonumber(redis.call('HGET', KEYS[i], 's') or '0')
+  if s < tonumber(ARGV[i]) then
+    redis.call('HINCRBY', KEYS[i], 's', tonumber(ARGV[i]) - s)
+  end
+end
+return #KEYS
+"""
+
+KEY_PREFIX = "tollway:ledger:"
+
+
+class MemoryStore:
+    """Dicts on the event loop: nothing awaits between check and reserve, so each call is atomic."""
+
+    def __init__(self) -> None:
+        self._totals: dict[str, list[int]] = {}  # key -> [settled, reserved, window_end]
+
+    def _entry(self, counter: Counter) -> list[int]:
+        entry = self._totals.get(counter.key)
+        if entry is None:
+            entry = self._totals[counter.key] = [0, 0, int(counter.window_end)]
+        return entry
+
+    async def reserve(self, counters: list[Counter], now: float) -> Refusal | list[int]:
+        self._forget_before(now)
+        for counter in counters:
+            settled, reserved, _ = self._totals.get(counter.key, (0, 0, 0))
+            if counter.limit is not None and settled + reserved + counter.amount > counter.limit:
+                return Refusal(counter, settled + reserved)
+        used = []
+        for counter in counters:
+            entry = self._entry(counter)
+            entry[1] += counter.amount
+            used.append(entry[0] + entry[1])
+        return used
+
+    async def settle(self, counters: list[Counter], actual: list[int]) -> list[int]:
+        settled = []
+        for counter, amount in zip(counters, actual, strict=True):
+            entry = self._entry(counter)
+            entry[1] -= counter.amount
+            entry[0] += amount
+            settled.append(entry[0])
+        return settled
+
+    def _forget_before(self, now: float) -> None:
+        if len(self._totals) > 10_000:
+            for key in [k for k, v in self._totals.items() if v[2] + 3600 < now]:
+                del self._totals[key]
+
+
+class RedisStore:
+    def __init__(self, url: str) -> None:
+        from redis import asyncio as redis_asyncio
+
+        # A bounded pool that waits for a free connection: under a burst, requests queue for Redis rather than
+        # fail over to the database. A Redis that refuses connections hands over at once (connect timeout).
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        # One immediate retry on a fresh connection: after Redis restarts, pooled connections are dead and the
+        # first command on each fails before it is sent; that must not count as Redis being down.
+        pool = redis_asyncio.BlockingConnectionPool.from_url(
+            url,
+            max_connections=64,
+            timeout=5,
+            socket_timeout=5,
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
+        )
+        self.client = redis_asyncio.Redis(connection_pool=pool)
+        self._reserve = self.client.register_script(RESERVE_LUA)
+        self._settle = self.client.register_script(SETTLE_LUA)
+        self._raise = self.client.register_script(RAISE_LUA)
+
+    async def reserve(self, counters: list[Counter], now: float) -> Refusal | list[int]:
+        args: list[int] = []
+        for counter in counters:
+            args += [-1 if counter.limit is None else counter.limit, counter.amount, counter.ttl_s()]
+        result = await self._reserve(keys=[KEY_PREFIX + c.key for c in counters], args=args)
+        if int(result[0]) != 0:
+            return Refusal(counters[int(result[0]) - 1], int(result[1]))
+        return [int(v) for v in result[1:]]
+
+    async def settle(self, counters: list[Counter], actual: list[int]) -> list[int]:
+        args: list[int] = []
+        for counter, amount in zip(counters, actual, strict=True):
+            args += [counter.amount, amount]
+        result = await self._settle(keys=[KEY_PREFIX + c.key for c in counters], args=args)
+        return [int(v) for v in result]
+
+    async def raise_settled(self, counters: list[Counter], floors: list[int]) -> None:
+        await self._raise(keys=[KEY_PREFIX + c.key for c in counters], args=floors)
+
+    async def read(self, counter_key: str) -> tuple[int, int]:
+        settled, reserved = await self.client.hmget(KEY_PREFIX + counter_key, "s", "r")
+        return int(settled or 0), int(reserved or 0)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class DatabaseStore:
+    """Budgets in BudgetCounter rows, rate windows in RateWindow rows, locked in key order (no deadlocks)."""
+
+    async def reserve(self, counters: list[Counter], now: float) -> Refusal | list[int]:
+        return await run_in_db(reserve_in_database, counters)
+
+    async def settle(self, counters: list[Counter], actual: list[int]) -> list[int]:
+        return await run_in_db(settle_in_database, counters, actual)
+
+    async def raise_settled(self, counters: list[Counter], floors: list[int]) -> None:
+        await run_in_db(raise_in_database, counters, floors)
+
+    async def add_settled(self, counters: list[Counter], actual: list[int]) -> None:
+        """Spend reserved elsewhere (in a Redis that went away before it could be settled there)."""
+        await run_in_db(add_settled_in_database, counters, actual)
+
+
+def _row_of(counter: Counter) -> tuple:
+    # A budget's dollar and token counters share one BudgetCounter row: lock it, and save it, once.
+    if counter.budget_id is not None:
+        return ("budget", counter.budget_id, counter.window_start)
+    return ("rate", counter.key)
+
+
+def _locked_rows(counters: list[Counter]) -> dict[tuple, object]:
+    """Each counter's row, created if new and locked, in a fixed order so concurrent callers cannot deadlock."""
+    rows: dict[tuple, object] = {}
+    for counter in sorted(counters, key=lambda c: c.key):
+        identity = _row_of(counter)
+        if identity in rows:
+            continue
+        if counter.budget_id is not None:
+            period_start = datetime.fromtimestamp(counter.window_start, tz=UTC)
+            row, _ = BudgetCounter.objects.get_or_create(budget_id=counter.budget_id, period_start=period_start)
+            rows[identity] = BudgetCounter.objects.select_for_update().get(pk=row.pk)
+        else:
+            row, _ = RateWindow.objects.get_or_create(counter_key=counter.key, window_start=int(counter.window_start))
+            rows[identity] = RateWindow.objects.select_for_update().get(pk=row.pk)
+    return rows
+
+
+def _totals(row, counter: Counter) -> tuple[int, int]:
+    """(settled, reserved) of a locked row in the counter's unit."""
+    if isinstance(row, RateWindow):
+        return 0, row.used
+    if counter.kind == "usd":
+        return usd_to_ticks(row.spent_usd), usd_to_ticks(row.reserved_usd)
+    return row.spent_tokens, row.reserved_tokens
+
+
+def _add(row, counter: Counter, *, settled: int, reserved: int) -> None:
+    if isinstance(row, RateWindow):
+        row.used += settled + reserved
+    elif counter.kind == "usd":
+        row.spent_usd += ticks_to_usd(settled)
+        row.reserved_usd += ticks_to_usd(reserved)
+    else:
+        row.spent_tokens += settled
+        row.reserved_tokens += reserved
+    row.save()
+
+
+@transaction.atomic
+def reserve_in_database(counters: list[Counter]) -> Refusal | list[int]:
+    rows = _locked_rows(counters)
+    for counter in counters:
+        settled, reserved = _totals(rows[_row_of(counter)], counter)
+        if counter.limit is not None and settled + reserved + counter.amount > counter.limit:
+            return Refusal(counter, settled + reserved)
+    used = []
+    for counter in counters:
+        row = rows[_row_of(counter)]
+        _add(row, counter, settled=0, reserved=counter.amount)
+        used.append(sum(_totals(row, counter)))
+    return used
+
+
+@transaction.atomic
+def settle_in_database(counters: list[Counter], actual: list[int]) -> list[int]:
+    rows = _locked_rows(counters)
+    settled = []
+    for counter, amount in zip(counters, actual, strict=True):
+        row = rows[_row_of(counter)]
+        _add(row, counter, settled=amount, reserved=-counter.amount)
+        settled.append(_totals(row, counter)[0])
+    return settled
+
+
+@transaction.atomic
+def raise_in_database(counters: list[Counter], floors: list[int]) -> None:
+    rows = _locked_rows(counters)
+    for counter, floor in zip(counters, floors, strict=True):
+        settled, _ = _totals(rows[_row_of(counter)], counter)
+        if settled < floor:
+            _add(rows[_row_of(counter)], counter, settled=floor - settled, reserved=0)
+
+
+def recorded_totals(counters: list[Counter]) -> list[int]:
+    """What the usage records say each budget counter has spent in its period (in the counter's unit)."""
+    from billing import budgets
+    from billing.models import Budget
+
+    found = Budget.objects.in_bulk({c.budget_id for c in counters})
+    totals = []
+    for counter in counters:
+        budget = found.get(counter.budget_id)
+        if budget is None:
+            totals.append(0)
+            continue
+        start = datetime.fromtimestamp(counter.window_start, tz=UTC)
+        end = datetime.fromtimestamp(counter.window_end, tz=UTC)
+        usd, tokens = budgets.recorded_spend(budget, start, end)
+        totals.append(usd_to_ticks(usd) if counter.kind == "usd" else tokens)
+    return totals
+
+
+@transaction.atomic
+def add_settled_in_database(counters: list[Counter], actual: list[int]) -> None:
+    rows = _locked_rows(counters)
+    for counter, amount in zip(counters, actual, strict=True):
+        _add(rows[_row_of(counter)], counter, settled=amount, reserved=0)
