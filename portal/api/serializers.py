@@ -59,8 +59,8 @@ class TeamSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Team
-        fields = ["id", "tenant", "name", "slug", "created_at"]
-        read_only_fields = ["slug", "created_at"]
+        fields = ["id", "tenant", "name", "slug", "rpm_limit", "tpm_limit", "created_at"]
+        read_only_fields = ["slug", "rpm_limit", "tpm_limit", "created_at"]  # changed by PATCH (RateLimits)
 
 
 class MembershipSerializer(serializers.ModelSerializer):
@@ -146,10 +146,29 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             "decided_by",
             "decided_at",
             "reason",
+            "rpm_limit",
+            "tpm_limit",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["status", "decided_at", "reason", "created_at", "updated_at"]
+        # rpm_limit/tpm_limit: overrides of the product's defaults, changed by PATCH (RateLimitsSerializer).
+        read_only_fields = ["status", "decided_at", "reason", "rpm_limit", "tpm_limit", "created_at", "updated_at"]
+
+
+class RateLimitsSerializer(serializers.Serializer):
+    """`PATCH teams/{id}` and `subscriptions/{id}`: RPM/TPM overrides; `null` clears one (a subscription then
+    uses its product's default). Only these two fields can be changed this way."""
+
+    rpm_limit = serializers.IntegerField(min_value=1, max_value=2**31 - 1, allow_null=True, required=False)
+    tpm_limit = serializers.IntegerField(min_value=1, max_value=2**31 - 1, allow_null=True, required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["This field cannot be changed here."] for name in unknown})
+        if not attrs:
+            raise serializers.ValidationError("Send rpm_limit and/or tpm_limit.")
+        return attrs
 
 
 class DecisionSerializer(serializers.Serializer):

@@ -89,6 +89,22 @@ class TeamViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
         team = services.create_team(tenant=tenant, name=body.validated_data["name"], owner=request.user)
         return Response(serializers.TeamSerializer(team).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=serializers.RateLimitsSerializer, responses={200: serializers.TeamSerializer})
+    def partial_update(self, request: Request, pk: int) -> Response:
+        """Change the team's RPM/TPM limits (tenant and platform admins)."""
+        team = self.get_object()
+        changes = _rate_limits(request, tenant=team.tenant)
+        team = services.set_rate_limits(target=team, changes=changes, changed_by=request.user)
+        return Response(serializers.TeamSerializer(team).data)
+
+
+def _rate_limits(request: Request, *, tenant) -> dict:
+    # Who may comes before what was sent: a member learns nothing from a 400.
+    require(roles.is_tenant_admin(request.user, tenant), "only the tenant's admins can change rate limits")
+    body = serializers.RateLimitsSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    return dict(body.validated_data)
+
 
 def _visible_team(request: Request, team_id: int):
     return get_object_or_404(selectors.visible_teams(user=request.user), pk=team_id)
@@ -189,6 +205,14 @@ class SubscriptionViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
         subscription = services.request_subscription(requested_by=request.user, **body.validated_data)
         subscription.refresh_from_db()  # a product without approval has been activated meanwhile
         return Response(serializers.SubscriptionSerializer(subscription).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=serializers.RateLimitsSerializer, responses={200: serializers.SubscriptionSerializer})
+    def partial_update(self, request: Request, pk: int) -> Response:
+        """Override the product's RPM/TPM defaults for this subscription (tenant and platform admins)."""
+        subscription = self.get_object()
+        changes = _rate_limits(request, tenant=subscription.team.tenant)
+        subscription = services.set_rate_limits(target=subscription, changes=changes, changed_by=request.user)
+        return Response(serializers.SubscriptionSerializer(subscription).data)
 
 
 class SubscriptionDecisionView(APIDefaults, APIView):

@@ -1,6 +1,7 @@
 """Every write of the portal. Views, the REST API, commands and tasks call these, never the models directly."""
 
 from portal.services.keys import IssuedKey, issue_api_key, revoke_api_key, rotate_api_key
+from portal.services.limits import set_rate_limits
 from portal.services.subscriptions import (
     approve_subscription,
     reject_subscription,
@@ -24,5 +25,6 @@ __all__ = [
     "resume_subscription",
     "revoke_api_key",
     "rotate_api_key",
+    "set_rate_limits",
     "suspend_subscription",
 ]

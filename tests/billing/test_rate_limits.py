@@ -6,9 +6,11 @@ import httpx
 import pytest
 
 from portal import services
-from portal.models import Team
+from portal.models import APIKey, Membership, Subscription, Team
+from routing.models import ModelAlias
 from tests.billing.ledger_helpers import CHAT, clear_ledger_in_redis, wait_for_a_fresh_minute_if_near_its_end
 from tests.gateway import start_gateway, wait_for_usage
+from tests.portal.factories import MembershipFactory, ProductFactory, SubscriptionFactory, token_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,3 +76,30 @@ def test_calls_without_limits_carry_no_rate_limit_headers(gateway, api_key):
 
     assert answer.status_code == 200
     assert not [h for h in answer.headers if h.startswith("x-ratelimit")]
+
+
+def test_team_and_subscription_limits_set_through_the_rest_api_reach_the_gateway(catalogue, team):
+    admin = MembershipFactory(team=None, tenant=team.tenant, role=Membership.Role.TENANT_ADMIN).user
+    product = ProductFactory(tenant=team.tenant, aliases=[ModelAlias.objects.get(name="gpt-4o-mini")])
+    subscription = SubscriptionFactory(team=team, product=product, status=Subscription.Status.ACTIVE)
+    portal_key = services.issue_api_key(
+        team=team, name="portal", source=APIKey.Source.PORTAL, subscriptions=[subscription]
+    ).secret
+    operator_key = services.issue_api_key(team=team, name="operator").secret  # no subscription: team limit only
+    client = token_client(admin)
+
+    by_subscription = client.patch(f"/api/v1/subscriptions/{subscription.pk}", {"rpm_limit": 2}, format="json")
+    by_team = client.patch(f"/api/v1/teams/{team.pk}/", {"rpm_limit": 4}, format="json")
+    with start_gateway() as gateway:
+        portal_answers = [post(gateway.url, portal_key) for _ in range(3)]
+        operator_answers = [post(gateway.url, operator_key) for _ in range(3)]
+
+    assert (by_subscription.status_code, by_subscription.json()["rpm_limit"]) == (200, 2)
+    assert (by_team.status_code, by_team.json()["rpm_limit"]) == (200, 4)
+    assert [a.status_code for a in portal_answers] == [200, 200, 429]
+    assert (
+        portal_answers[2].json()["error"]["message"] == "Requests-per-minute limit of 2 reached for this subscription."
+    )
+    # The team's 4 count the portal key's 2 answered calls (refusals reserve nothing), leaving 2.
+    assert [a.status_code for a in operator_answers] == [200, 200, 429]
+    assert operator_answers[2].json()["error"]["message"] == "Requests-per-minute limit of 4 reached for this team."
