@@ -139,6 +139,35 @@ def _redis_client(url: str):
     return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
+def release_stale_reservations(*, batch: int = 500) -> int:
+    """Give back what gateway processes that died without settling (SIGKILL, OOM, a lost host) still hold
+    reserved in Redis: their owner lease has lapsed (TOLLWAY_LEDGER_LEASE_S). Returns the amount released, in
+    counter units summed (each counter is logged). Without Redis there is nothing to do."""
+    if not settings.REDIS_URL:
+        return 0
+    from redis.exceptions import RedisError
+
+    from billing.ledger.stores import KEY_PREFIX, KEY_PREFIX_OWNER, RELEASE_LUA
+
+    client = redis_client()
+    release = client.register_script(RELEASE_LUA)
+    total = 0
+    try:
+        keys = list(client.scan_iter(f"{KEY_PREFIX}*", count=1000))
+    except (RedisError, OSError) as exc:
+        log.warning("stale reservations not released: Redis does not answer (%s)", exc)
+        return 0
+    for start in range(0, len(keys), batch):
+        pipe = client.pipeline(transaction=False)
+        for key in keys[start : start + batch]:
+            release(keys=[key], args=[KEY_PREFIX_OWNER], client=pipe)
+        for key, released in zip(keys[start : start + batch], pipe.execute(), strict=True):
+            if int(released):
+                total += int(released)
+                log.warning("released %s held on %s by a gateway process that stopped", released, key.decode())
+    return total
+
+
 def current_spend(budget: Budget) -> dict:
     """spent and reserved in the current period, from the store that enforces it right now."""
     from billing.ledger.stores import KEY_PREFIX

@@ -18,7 +18,9 @@ def purge_expired_usage() -> int:
 
 @shared_task(name="billing.tasks.reconcile_budgets", ignore_result=True)
 def reconcile_budgets() -> int:
-    """Compare budget counters with the usage records; returns how many drifted (each is logged)."""
+    """Give back reservations of gateway processes that died, then compare budget counters with the usage
+    records; returns how many drifted (each is logged)."""
+    budgets.release_stale_reservations()
     return sum(1 for row in budgets.reconcile() if row["drift_usd"])
 
 

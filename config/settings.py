@@ -137,6 +137,9 @@ if TOLLWAY_USAGE_RETENTION_DAYS < 2 or TOLLWAY_USAGE_PURGE_BATCH < 1 or TOLLWAY_
         "TOLLWAY_USAGE_RETENTION_DAYS must be at least 2, TOLLWAY_USAGE_PURGE_BATCH and TOLLWAY_AGGREGATE_EVERY_S "
         "above 0"
     )
+# A gateway process's reservations in Redis are given back this long after it died without settling them
+# (its lease lapses; the reconcile task, every minute, releases them). Live processes renew at a quarter of it.
+TOLLWAY_LEDGER_LEASE_S = env_float("TOLLWAY_LEDGER_LEASE_S", 60.0)
 CELERY_BEAT_SCHEDULE = {
     # `expires`: runs a busy worker could not start in time are dropped, not stacked up.
     "aggregate-usage": {

@@ -12,6 +12,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from django.conf import settings
+
 from billing.ledger import alerts
 from billing.ledger.counters import Counter, Refusal, usd_to_ticks
 from billing.ledger.plan import counters_for, has_limits, worst_case
@@ -40,7 +42,7 @@ class Reservation:
 
 class Ledger:
     def __init__(self, *, redis_url: str = "") -> None:
-        self.redis = RedisStore(redis_url) if redis_url else None
+        self.redis = RedisStore(redis_url, lease_s=settings.TOLLWAY_LEDGER_LEASE_S) if redis_url else None
         self.memory = MemoryStore()
         self.database = DatabaseStore()
         self._redis_down_until = 0.0

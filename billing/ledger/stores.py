@@ -7,6 +7,11 @@ settles them to the real amounts later.
 - MemoryStore: this process only. Rate windows on the embedded default (one process), never budgets.
 """
 
+import asyncio
+import logging
+import os
+import secrets
+import socket
 from datetime import UTC, datetime
 
 from django.db import transaction
@@ -15,10 +20,17 @@ from billing.ledger.counters import Counter, Refusal, ticks_to_usd, usd_to_ticks
 from billing.models import BudgetCounter, RateWindow
 from config.db_thread import run_in_db
 
-# KEYS: counter hashes (field s = settled, r = reserved). ARGV: limit (-1: none), amount, ttl per counter.
-# Returns {0, used after reserving...} or {index of the refusing counter, its used}.
+log = logging.getLogger(__name__)
+
+# Each counter hash holds s (settled), r (reserved by all processes) and r:<owner> (reserved by one process).
+# A process keeps its owner lease (KEY_PREFIX_OWNER + owner) alive while it runs; when it dies without settling,
+# the lease expires and RELEASE_LUA gives its reservations back (billing/budgets.py: release_stale_reservations).
+
+# KEYS: counter hashes, then the owner's lease. ARGV: limit (-1: none), amount, ttl per counter; then the owner
+# and the lease's ttl. Returns {0, used after reserving...} or {index of the refusing counter, its used}.
 RESERVE_LUA = """
-for i = 1, #KEYS do
+local n = #KEYS - 1
+for i = 1, n do
   local limit = tonumber(ARGV[3 * i - 2])
   if limit >= 0 then
     local v = redis.call('HMGET', KEYS[i], 's', 'r')
@@ -28,9 +40,12 @@ for i = 1, #KEYS do
     end
   end
 end
+local mine = 'r:' .. ARGV[3 * n + 1]
+redis.call('SET', KEYS[n + 1], '1', 'EX', ARGV[3 * n + 2])
 local out = {0}
-for i = 1, #KEYS do
+for i = 1, n do
   local r = redis.call('HINCRBY', KEYS[i], 'r', ARGV[3 * i - 1])
+  redis.call('HINCRBY', KEYS[i], mine, ARGV[3 * i - 1])
   local s = redis.call('HGET', KEYS[i], 's') or '0'
   redis.call('EXPIRE', KEYS[i], ARGV[3 * i])
   out[#out + 1] = tostring(tonumber(s) + r)
@@ -38,14 +53,41 @@ end
 return out
 """
 
-# ARGV: reserved, actual per counter. Returns the settled total of each.
+# ARGV: reserved, actual per counter; then the owner. Gives back no more than the owner still holds: what was
+# released while its lease had lapsed (or lost with a restarted Redis) is not given back twice.
+# Returns the settled total of each.
 SETTLE_LUA = """
+local mine = 'r:' .. ARGV[2 * #KEYS + 1]
 local out = {}
 for i = 1, #KEYS do
-  redis.call('HINCRBY', KEYS[i], 'r', -tonumber(ARGV[2 * i - 1]))
+  local held = tonumber(redis.call('HGET', KEYS[i], mine) or '0')
+  local back = math.min(held, tonumber(ARGV[2 * i - 1]))
+  if back > 0 then
+    redis.call('HINCRBY', KEYS[i], 'r', -back)
+  end
+  if held - back <= 0 then
+    redis.call('HDEL', KEYS[i], mine)
+  else
+    redis.call('HINCRBY', KEYS[i], mine, -back)
+  end
   out[#out + 1] = tostring(redis.call('HINCRBY', KEYS[i], 's', ARGV[2 * i]))
 end
 return out
+"""
+
+# KEYS: one counter hash. ARGV: the lease key prefix. Gives back what owners without a live lease reserved.
+# Returns the amount released.
+RELEASE_LUA = """
+local released = 0
+for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(name, 1, 2) == 'r:' and redis.call('EXISTS', ARGV[1] .. string.sub(name, 3)) == 0 then
+    local held = tonumber(redis.call('HGET', KEYS[1], name))
+    redis.call('HINCRBY', KEYS[1], 'r', -held)
+    redis.call('HDEL', KEYS[1], name)
+    released = released + held
+  end
+end
+return released
 """
 
 # ARGV: a floor per counter. Raises each settled total to at least its floor (a store taking over).
@@ -60,6 +102,7 @@ return #KEYS
 """
 
 KEY_PREFIX = "tollway:ledger:"
+KEY_PREFIX_OWNER = "tollway:ledger-owner:"  # outside KEY_PREFIX: scans of counters never meet a lease
 
 
 class MemoryStore:
@@ -103,7 +146,11 @@ class MemoryStore:
 
 
 class RedisStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lease_s: float = 60.0) -> None:
+        # This process's name on the counters it reserves from, and how long its lease outlives a heartbeat.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.lease_s = max(1, int(lease_s))
+        self._heartbeat: asyncio.Task | None = None
         from redis import asyncio as redis_asyncio
 
         # A bounded pool that waits for a free connection: under a burst, requests queue for Redis rather than
@@ -132,7 +179,11 @@ class RedisStore:
         args: list[int] = []
         for counter in counters:
             args += [-1 if counter.limit is None else counter.limit, counter.amount, counter.ttl_s()]
-        result = await self._reserve(keys=[KEY_PREFIX + c.key for c in counters], args=args)
+        self._keep_lease()
+        result = await self._reserve(
+            keys=[*(KEY_PREFIX + c.key for c in counters), KEY_PREFIX_OWNER + self.owner],
+            args=[*args, self.owner, self.lease_s],
+        )
         if int(result[0]) != 0:
             return Refusal(counters[int(result[0]) - 1], int(result[1]))
         return [int(v) for v in result[1:]]
@@ -141,8 +192,23 @@ class RedisStore:
         args: list[int] = []
         for counter, amount in zip(counters, actual, strict=True):
             args += [counter.amount, amount]
-        result = await self._settle(keys=[KEY_PREFIX + c.key for c in counters], args=args)
+        result = await self._settle(keys=[KEY_PREFIX + c.key for c in counters], args=[*args, self.owner])
         return [int(v) for v in result]
+
+    def _keep_lease(self) -> None:
+        """Renew the lease while this process runs, so a long stream's reservation is not taken for a dead one's.
+        Every reservation renews it too (RESERVE_LUA)."""
+        loop = asyncio.get_running_loop()
+        if self._heartbeat is None or self._heartbeat.done() or self._heartbeat.get_loop() is not loop:
+            self._heartbeat = loop.create_task(self._renew_forever())
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 4)
+            try:
+                await self.client.set(KEY_PREFIX_OWNER + self.owner, "1", ex=self.lease_s)
+            except Exception as exc:  # Redis away: the ledger falls back; renew when it answers again
+                log.debug("ledger lease not renewed: %s", exc)
 
     async def raise_settled(self, counters: list[Counter], floors: list[int]) -> None:
         await self._raise(keys=[KEY_PREFIX + c.key for c in counters], args=floors)
@@ -152,6 +218,11 @@ class RedisStore:
         return int(settled or 0), int(reserved or 0)
 
     async def aclose(self) -> None:
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.cancel()
+            if heartbeat.get_loop() is asyncio.get_running_loop():
+                await asyncio.gather(heartbeat, return_exceptions=True)
         await self.client.aclose()
 
 
