@@ -74,7 +74,7 @@ def fail(usage: UsageEvent, exc: BaseException) -> None:
         finish(usage, status=500, error_type="server_error")
 
 
-def _account(usage: UsageEvent, tokens: TokenUsage, target: Target, principal: Principal) -> None:
+def _account(usage: UsageEvent, tokens: TokenUsage, target: Target) -> None:
     usage.record_tokens(tokens, target, baseline=snapshot.current().baselines.get(usage.alias))
 
 
@@ -100,7 +100,7 @@ async def complete_chat(principal: Principal, body: dict[str, Any], usage: Usage
     if result.usage.is_estimated:
         result.usage.prompt_tokens = token_estimate.count_prompt(body)
         result.usage.completion_tokens = token_estimate.count_completion(result.body)
-    _account(usage, result.usage, target, principal)
+    _account(usage, result.usage, target)
     usage.ttfb_ms = usage.elapsed_ms()
     return result
 
@@ -109,7 +109,7 @@ async def complete_embeddings(principal: Principal, body: dict[str, Any], usage:
     result, target = await _route(principal, usage, body, lambda c, t, a: router.embeddings(c, t, body, a))
     if result.usage.is_estimated:
         result.usage.prompt_tokens = token_estimate.count_prompt(body)
-    _account(usage, result.usage, target, principal)
+    _account(usage, result.usage, target)
     usage.ttfb_ms = usage.elapsed_ms()
     return result
 
@@ -129,14 +129,13 @@ class StreamRelay:
         *,
         stream: ChatStream,
         usage: UsageEvent,
-        principal: Principal,
         target: Target,
         request_body: dict[str, Any],
         encode_chunk: Callable[[dict[str, Any]], list[bytes]],
         encode_end: Callable[[TokenUsage | None], list[bytes]],
         encode_error: Callable[[UpstreamError], bytes],
     ) -> None:
-        self.stream, self.usage, self.principal, self.target = stream, usage, principal, target
+        self.stream, self.usage, self.target = stream, usage, target
         self.request_body = request_body
         self.encode_chunk, self.encode_end, self.encode_error = encode_chunk, encode_end, encode_error
         self._completion_text: list[str] = []
@@ -187,5 +186,5 @@ class StreamRelay:
                     completion_tokens=token_estimate.count_text("".join(self._completion_text)),
                     is_estimated=True,
                 )
-            _account(self.usage, tokens, self.target, self.principal)
+            _account(self.usage, tokens, self.target)
             finish(self.usage, status=status, error_type=error_type)

@@ -125,7 +125,6 @@ class ChatCompletionsView(GatewayView):
         relay = pipeline.StreamRelay(
             stream=stream,
             usage=usage,
-            principal=request.auth,
             target=target,
             request_body=body,
             encode_chunk=sse.openai_chunk_encoder(include_usage=include_usage),
@@ -230,7 +229,6 @@ class MessagesView(GatewayView):
         relay = pipeline.StreamRelay(
             stream=stream,
             usage=usage,
-            principal=request.auth,
             target=target,
             request_body=chat_body,
             encode_chunk=encoder.feed,
