@@ -16,7 +16,7 @@ from django.conf import settings
 
 from billing.ledger import alerts
 from billing.ledger.counters import Counter, Refusal, usd_to_ticks
-from billing.ledger.plan import counters_for, has_limits, worst_case
+from billing.ledger.plan import NOTHING_NEEDED, counters_for, has_limits, needs_worst_case, worst_case
 from billing.ledger.stores import DatabaseStore, MemoryStore, RedisStore, recorded_totals
 from billing.usage import UsageEvent
 from config.db_thread import run_in_db
@@ -219,8 +219,9 @@ async def admit(
     if not has_limits(current_snapshot, principal, subscription_id):
         return alias, targets
     unenforced: frozenset[int] = frozenset()
+    counts_need = needs_worst_case(current_snapshot, principal, subscription_id)
     while True:
-        need = worst_case(body, targets, endpoint=usage.endpoint)
+        need = worst_case(body, targets, endpoint=usage.endpoint) if counts_need else NOTHING_NEEDED
         counters = counters_for(
             current_snapshot,
             principal,

@@ -107,6 +107,22 @@ def has_limits(snapshot: Snapshot, principal: Principal, subscription_id: int | 
     )
 
 
+def needs_worst_case(snapshot: Snapshot, principal: Principal, subscription_id: int | None) -> bool:
+    """Only TPM limits and budgets count tokens or dollars: a call under RPM limits alone skips counting its
+    prompt (NOTHING_NEEDED stands in)."""
+    rules = (
+        RateRule(principal.rpm_limit, principal.tpm_limit),
+        snapshot.team_limits.get(principal.team_id),
+        snapshot.subscription_limits.get(subscription_id) if subscription_id is not None else None,
+    )
+    return any(r is not None and r.tpm is not None for r in rules) or bool(
+        budgets_for(snapshot, principal, subscription_id)
+    )
+
+
+NOTHING_NEEDED = WorstCase(prompt_tokens=0, output_tokens=0, cost_usd=Decimal(0))
+
+
 def counters_for(
     snapshot: Snapshot,
     principal: Principal,

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from billing.ledger.counters import budget_period, minute_window, ticks_to_usd, usd_to_ticks
-from billing.ledger.plan import DEFAULT_OUTPUT_RESERVE, counters_for, has_limits, worst_case
+from billing.ledger.plan import DEFAULT_OUTPUT_RESERVE, counters_for, has_limits, needs_worst_case, worst_case
 from routing.engine.snapshot import BudgetRule, Principal, RateRule, Snapshot
 from routing.engine.types import ModelPrice, Target
 
@@ -103,3 +103,14 @@ def test_an_unenforced_downgrade_budget_still_counts_but_never_refuses():
     )
 
     assert (counter.limit, counter.amount) == (None, usd_to_ticks(need.cost_usd))
+
+
+def test_only_token_limits_and_budgets_need_the_prompt_counted():
+    budget = BudgetRule(7, "team", 2, "daily", Decimal("1"), None, "block")
+    rpm_only = Snapshot(team_limits={2: RateRule(rpm=60)}, subscription_limits={5: RateRule(rpm=30)})
+
+    assert not needs_worst_case(rpm_only, principal(rpm=10), subscription_id=5)
+    assert needs_worst_case(rpm_only, principal(tpm=1000), subscription_id=5)
+    assert needs_worst_case(Snapshot(team_limits={2: RateRule(tpm=500)}), principal(), subscription_id=None)
+    assert needs_worst_case(Snapshot(subscription_limits={5: RateRule(tpm=500)}), principal(), subscription_id=5)
+    assert needs_worst_case(Snapshot(budgets={("team", 2): (budget,)}), principal(rpm=10), subscription_id=None)
