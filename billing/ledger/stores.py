@@ -277,6 +277,7 @@ def _totals(row, counter: Counter) -> tuple[int, int]:
 
 
 def _add(row, counter: Counter, *, settled: int, reserved: int) -> None:
+    """Change a locked row in memory; the caller saves each row once (a budget's two counters share one)."""
     if isinstance(row, RateWindow):
         row.used += settled + reserved
     elif counter.kind == "usd":
@@ -285,7 +286,6 @@ def _add(row, counter: Counter, *, settled: int, reserved: int) -> None:
     else:
         row.spent_tokens += settled
         row.reserved_tokens += reserved
-    row.save()
 
 
 @transaction.atomic
@@ -300,6 +300,8 @@ def reserve_in_database(counters: list[Counter]) -> Refusal | list[int]:
         row = rows[_row_of(counter)]
         _add(row, counter, settled=0, reserved=counter.amount)
         used.append(sum(_totals(row, counter)))
+    for row in rows.values():
+        row.save()
     return used
 
 
@@ -311,16 +313,23 @@ def settle_in_database(counters: list[Counter], actual: list[int]) -> list[int]:
         row = rows[_row_of(counter)]
         _add(row, counter, settled=amount, reserved=-counter.amount)
         settled.append(_totals(row, counter)[0])
+    for row in rows.values():
+        row.save()
     return settled
 
 
 @transaction.atomic
 def raise_in_database(counters: list[Counter], floors: list[int]) -> None:
     rows = _locked_rows(counters)
+    raised = {}
     for counter, floor in zip(counters, floors, strict=True):
-        settled, _ = _totals(rows[_row_of(counter)], counter)
+        row = rows[_row_of(counter)]
+        settled, _ = _totals(row, counter)
         if settled < floor:
-            _add(rows[_row_of(counter)], counter, settled=floor - settled, reserved=0)
+            _add(row, counter, settled=floor - settled, reserved=0)
+            raised[_row_of(counter)] = row
+    for row in raised.values():
+        row.save()
 
 
 def recorded_totals(counters: list[Counter]) -> list[int]:
@@ -347,3 +356,5 @@ def add_settled_in_database(counters: list[Counter], actual: list[int]) -> None:
     rows = _locked_rows(counters)
     for counter, amount in zip(counters, actual, strict=True):
         _add(rows[_row_of(counter)], counter, settled=amount, reserved=0)
+    for row in rows.values():
+        row.save()
