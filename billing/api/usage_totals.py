@@ -13,9 +13,9 @@ from decimal import Decimal
 from django.db.models import Q, QuerySet
 
 from billing.aggregation import merge_histograms, percentile_from_histogram
+from billing.dashboards.scope import scope_of
 from billing.models import UsageAggregate
-from portal import roles
-from portal.models import Membership, Tenant
+from portal.models import Tenant
 
 # group_by -> the columns that name a group; the first is what rows are grouped on (a renamed team stays one
 # row, under its latest name; rows without the id, e.g. a team deleted before aggregation, group by name).
@@ -48,14 +48,9 @@ class SummaryRange:
 
 
 def visible_aggregates(*, user, tenant: Tenant | None = None) -> QuerySet[UsageAggregate]:
-    """Aggregate rows the user may read: platform admins all; tenant admins and finance their tenants' rows;
-    everyone else the rows of their own teams."""
-    rows = UsageAggregate.objects.all()
-    if not roles.is_platform_admin(user):
-        tenant_wide = Membership.objects.filter(
-            user=user, team__isnull=True, role__in=[Membership.Role.TENANT_ADMIN, Membership.Role.FINANCE]
-        ).values("tenant_id")
-        rows = rows.filter(Q(tenant_id__in=tenant_wide) | Q(team_id__in=roles.teams_of(user).values("pk")))
+    """Aggregate rows the user may read: the dashboards' scope (platform admins all; tenant admins and finance
+    their tenants' rows; everyone else the rows of their own teams)."""
+    rows = UsageAggregate.objects.filter(scope_of(user).q())
     if tenant is not None:
         rows = rows.filter(tenant_id=tenant.pk)
     return rows
