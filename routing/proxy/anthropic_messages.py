@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from billing import token_estimate
 from routing.engine.types import TokenUsage
 from routing.providers.openai_compatible import usage_from_openai
 
@@ -267,13 +268,21 @@ def _tool_choice(choice: Any) -> Any:
     raise InvalidMessagesRequest("tool_choice: type must be auto, any, tool or none", "tool_choice")
 
 
+def count_input_tokens(chat_body: dict[str, Any]) -> int:
+    """What count_tokens answers: the translated prompt (system included) and the tool definitions."""
+    tools = chat_body.get("tools")
+    return token_estimate.count_prompt(chat_body) + (
+        token_estimate.count_text(orjson.dumps(tools).decode()) if tools else 0
+    )
+
+
 # --- response: OpenAI -> Anthropic ---
 
 
 def to_anthropic_message(
     openai_body: dict[str, Any], *, model: str, usage: TokenUsage | None = None, message_id: str | None = None
 ) -> dict[str, Any]:
-    """An OpenAI chat.completion -> an Anthropic message. `model` is the alias the client asked for; `usage`,
+    """An OpenAI chat.completion -> an Anthropic message. `model` is the upstream model that answered; `usage`,
     when given, wins over the body's (the engine may have estimated what the upstream did not report)."""
     choices = openai_body.get("choices") or [{}]
     choice = choices[0]
