@@ -5,8 +5,13 @@ Counting is total over anything the body limit admits, and cheap enough for the 
 EXACT_CHARS characters of a body are tokenized exactly (about 2 ms), the rest is bounded by its UTF-8 length.
 Every token stands for at least one byte, so that bound is never below the true count; the tokenizer itself
 refuses texts of a million characters or more, which a body under TOLLWAY_MAX_BODY_BYTES can hold.
+
+`count_prompt_in_slices` is for answers that are themselves the count (count_tokens): the whole prompt, a slice
+of at most EXACT_CHARS at a time, cut before a space, yielding to the event loop between slices (the tokenizer
+holds the GIL, so a thread would not free the loop).
 """
 
+import asyncio
 from functools import lru_cache
 from typing import Any
 
@@ -72,6 +77,38 @@ def count_prompt(body: dict[str, Any]) -> int:
     items = body.get("input")
     items = items if isinstance(items, list) else [items]
     return sum(budget.count(item) for item in items)
+
+
+def _slices(text: str):
+    start = 0
+    while start < len(text):
+        end = start + EXACT_CHARS
+        if end < len(text):
+            space = text.rfind(" ", start + 1, end)
+            end = space if space > start else end
+        yield text[start:end]
+        start = end
+
+
+async def count_text_in_slices(text: str) -> int:
+    """The text's count however long: its slices add up to it, give or take a token a cut."""
+    total = 0
+    for piece in _slices(text):
+        total += len(_encoding().encode_ordinary(piece))
+        await asyncio.sleep(0)  # ~1 ms a slice: other requests run between them
+    return total
+
+
+async def count_prompt_in_slices(body: dict[str, Any]) -> int:
+    """count_prompt of a chat body, with every text tokenized."""
+    messages = body.get("messages")
+    messages = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+    total = 3 + 3 * len(messages)
+    for message in messages:
+        for text in _content_texts(message.get("content")):
+            if isinstance(text, str) and text:
+                total += await count_text_in_slices(text)
+    return total
 
 
 def count_completion(body: dict[str, Any]) -> int:

@@ -177,6 +177,9 @@ async def handle_v1(scope, receive, send) -> None:
         request = ASGIRequest(scope, io.BytesIO(body))
         request.META["tollway.request_id"] = request_id
         request.META["tollway.max_body"] = limit
+        # What the view reads is the body as decoded (or chunked, without a Content-Length): say its real size,
+        # which DRF trusts to decide whether there is a body at all.
+        request.META["CONTENT_LENGTH"] = str(len(body))
         if too_large:
             request.META["tollway.body_too_large"] = True
         if body_error is not None:

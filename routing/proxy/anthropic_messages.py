@@ -295,12 +295,12 @@ def _tool_choice(choice: Any) -> Any:
     raise InvalidMessagesRequest("tool_choice: type must be auto, any, tool or none", "tool_choice")
 
 
-def count_input_tokens(chat_body: dict[str, Any]) -> int:
+async def count_input_tokens(chat_body: dict[str, Any]) -> int:
     """What count_tokens answers: the translated prompt (system included) and the tool definitions."""
-    tools = chat_body.get("tools")
-    return token_estimate.count_prompt(chat_body) + (
-        token_estimate.count_text(orjson.dumps(tools).decode()) if tools else 0
-    )
+    total = await token_estimate.count_prompt_in_slices(chat_body)
+    if chat_body.get("tools"):
+        total += await token_estimate.count_text_in_slices(orjson.dumps(chat_body["tools"]).decode())
+    return total
 
 
 # --- response: OpenAI -> Anthropic ---

@@ -71,3 +71,14 @@ def test_a_compressed_body_sent_without_its_encoding_is_told_it_is_not_utf8(gate
     assert response.status_code == 400
     assert "not valid UTF-8" in response.json()["error"]["message"]
     assert "surrogates" not in response.json()["error"]["message"]
+
+
+def test_a_large_gzip_body_is_read_whole(gateway, api_key):
+    # Compressed, it is a fraction of its Content-Length once inflated; the view must still read all of it.
+    prose = "The quick brown fox jumps over the lazy dog. " * 20_000
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prose + "END"}]})
+
+    response = post(gateway, api_key, gzip.compress(body), "gzip", path="/v1/messages/count_tokens")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["input_tokens"] > 180_000

@@ -112,3 +112,16 @@ def test_a_get_on_count_tokens_is_an_anthropic_405(gateway, api_key):
     response = httpx.get(f"{gateway.url}/v1/messages/count_tokens", headers={"x-api-key": api_key})
 
     assert_anthropic_error(response, 405, "invalid_request_error")
+
+
+def test_a_prompt_past_the_tokenizers_own_limit_is_counted_in_full(gateway, api_key):
+    sentence = "The quick brown fox jumps over the lazy dog, again and again. "
+    prose = sentence * 24_000  # 1.5 MB: the tokenizer alone refuses a million characters
+    counted = sdk(gateway, api_key).messages.count_tokens(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": prose}]
+    )
+
+    half = len(token_estimate._encoding().encode_ordinary(sentence * 12_000))
+    # Exact but for a token at most where the text was cut into slices (every 32,000 characters).
+    slices = len(prose) / token_estimate.EXACT_CHARS
+    assert abs(counted.input_tokens - (6 + 2 * half)) <= slices + 1
