@@ -19,7 +19,7 @@ Every place a client-controlled string or number of a /v1 request can land, and 
     `max_tokens`, `n`, numbers        admission's worst case (Redis/DB        positive integers up to
                                       counters), the upstream request          MAX_INTEGER (2**31 - 1)
     text length                       the tokenizer (raises at 10**6 chars)   token_estimate: exact for the first
-                                                                              32,000 chars, bounded after
+                                                                              8,000 chars, bounded after
     body size, compressed or not      memory                                  TOLLWAY_MAX_BODY_BYTES, after
                                                                               decompression too (413)
     Content-Encoding                  the body decoder                        identity, gzip, deflate; else 415

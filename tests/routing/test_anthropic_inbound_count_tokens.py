@@ -122,6 +122,6 @@ def test_a_prompt_past_the_tokenizers_own_limit_is_counted_in_full(gateway, api_
     )
 
     half = len(token_estimate._encoding().encode_ordinary(sentence * 12_000))
-    # Exact but for a token at most where the text was cut into slices (every 32,000 characters).
-    slices = len(prose) / token_estimate.EXACT_CHARS
+    # Exact but for a token at most where the text was cut into slices.
+    slices = len(prose) / token_estimate.SLICE_CHARS
     assert abs(counted.input_tokens - (6 + 2 * half)) <= slices + 1
