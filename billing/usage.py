@@ -9,6 +9,7 @@ from typing import Any
 from billing.pricing import cost_of
 from routing.engine.snapshot import Principal
 from routing.engine.types import ModelPrice, Target, TokenUsage
+from routing.proxy.bounds import bounded_row
 
 
 def new_request_id() -> str:
@@ -81,34 +82,37 @@ class UsageEvent:
         return True
 
     def to_row(self) -> dict[str, Any]:
+        """The UsageRecord row; every string cut to its column, so no value can fail a batch insert."""
         p = self.principal
-        return {
-            "request_id": self.request_id,
-            "created_at": self.created_at,
-            "tenant_id": p.tenant_id,
-            "team_id": p.team_id,
-            "api_key_id": p.key_id,
-            "tenant_name": p.tenant_name,
-            "team_name": p.team_name,
-            "key_prefix": p.key_prefix,
-            "endpoint": self.endpoint,
-            "alias": self.alias,
-            "deployment": self.deployment,
-            "provider": self.provider,
-            "prompt": self.prompt,
-            "subscription_id": self.subscription_id,
-            "status": self.status,
-            "error_type": self.error_type,
-            "attempts": self.attempts,
-            "stream": self.stream,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cached_tokens": self.cached_tokens,
-            "cost_usd": str(self.cost_usd),
-            "baseline_cost_usd": str(self.baseline_cost_usd),
-            "cache_hit": self.cache_hit,
-            "estimated": self.estimated,
-            "latency_ms": self.latency_ms,
-            "ttfb_ms": self.ttfb_ms,
-            "upstream_latency_ms": self.upstream_latency_ms,
-        }
+        return bounded_row(
+            {
+                "request_id": self.request_id,
+                "created_at": self.created_at,
+                "tenant_id": p.tenant_id,
+                "team_id": p.team_id,
+                "api_key_id": p.key_id,
+                "tenant_name": p.tenant_name,
+                "team_name": p.team_name,
+                "key_prefix": p.key_prefix,
+                "endpoint": self.endpoint,
+                "alias": self.alias,
+                "deployment": self.deployment,
+                "provider": self.provider,
+                "prompt": self.prompt,
+                "subscription_id": self.subscription_id,
+                "status": self.status,
+                "error_type": self.error_type,
+                "attempts": self.attempts,
+                "stream": self.stream,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "cached_tokens": self.cached_tokens,
+                "cost_usd": str(self.cost_usd),
+                "baseline_cost_usd": str(self.baseline_cost_usd),
+                "cache_hit": self.cache_hit,
+                "estimated": self.estimated,
+                "latency_ms": self.latency_ms,
+                "ttfb_ms": self.ttfb_ms,
+                "upstream_latency_ms": self.upstream_latency_ms,
+            }
+        )

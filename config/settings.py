@@ -236,6 +236,11 @@ if not TOLLWAY_FERNET_KEYS:
 TOLLWAY_ALLOW_PRIVATE_UPSTREAMS = env_bool("TOLLWAY_ALLOW_PRIVATE_UPSTREAMS", False)
 TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS = env_bool("TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS", False)
 TOLLWAY_MAX_BODY_BYTES = env_int("TOLLWAY_MAX_BODY_BYTES", 8 * 1024 * 1024)
+# --- Hostile input (/v1) ---
+# Deeper request bodies get 400: every upstream encoder must be able to re-serialise what was admitted.
+TOLLWAY_MAX_JSON_DEPTH = env_int("TOLLWAY_MAX_JSON_DEPTH", 64)
+if not 2 <= TOLLWAY_MAX_JSON_DEPTH <= 200:
+    raise ImproperlyConfigured(f"TOLLWAY_MAX_JSON_DEPTH must be from 2 to 200, not {TOLLWAY_MAX_JSON_DEPTH}")
 # How often each process reloads keys and the catalogue: the bound on revocation reaching every process.
 TOLLWAY_SNAPSHOT_REFRESH_S = env_float("TOLLWAY_SNAPSHOT_REFRESH_S", 2.0)
 TOLLWAY_USAGE_FLUSH_INTERVAL_S = env_float("TOLLWAY_USAGE_FLUSH_INTERVAL_S", 0.5)

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+from routing.proxy.bounds import MAX_ECHO_CHARS, clip
+
 access_log = logging.getLogger("tollway.access")
 
 # LogRecord attributes that are plumbing, not content: everything else on a record came in through `extra`.
@@ -32,9 +34,10 @@ class AccessLine:
         self.event = event  # closed: nothing read below changes after that
 
     def fields(self) -> dict:
-        """What an operator needs to find and explain one request; never a key secret, prompt or reply."""
+        """What an operator needs to find and explain one request; never a key secret, prompt or reply. Strings
+        are cut to bounds.MAX_ECHO_CHARS: an alias or an upstream's error code must not make a line huge."""
         event, principal = self.event, self.event.principal
-        return {
+        fields = {
             "request_id": event.request_id,
             "endpoint": event.endpoint,
             "key_prefix": principal.key_prefix,
@@ -53,6 +56,10 @@ class AccessLine:
             "prompt_tokens": event.prompt_tokens,
             "completion_tokens": event.completion_tokens,
         }
+        for name, value in fields.items():
+            if isinstance(value, str) and len(value) > MAX_ECHO_CHARS:
+                fields[name] = clip(value)
+        return fields
 
     def __str__(self) -> str:
         return " ".join(f"{name}={'' if value is None else value}" for name, value in self.fields().items())

@@ -10,8 +10,10 @@ from typing import Any
 
 import orjson
 
+from billing import token_estimate
 from routing.engine.types import TokenUsage
 from routing.providers.openai_compatible import usage_from_openai
+from routing.proxy.bounds import MAX_INTEGER, clip
 
 # OpenAI finish_reason -> Anthropic stop_reason. OpenAI never says which stop sequence matched, so a stop
 # sequence is reported as end_turn with stop_sequence null.
@@ -91,8 +93,8 @@ def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
     max_tokens = body.get("max_tokens")
     if max_tokens is None:
         raise InvalidMessagesRequest("max_tokens: Field required", "max_tokens")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise InvalidMessagesRequest("max_tokens: must be a positive integer", "max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_INTEGER:
+        raise InvalidMessagesRequest(f"max_tokens: must be a positive integer up to {MAX_INTEGER}", "max_tokens")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidMessagesRequest("messages: must be a non-empty list", "messages")
@@ -114,24 +116,33 @@ def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
             raise InvalidMessagesRequest(f'{param}.role: Input should be "user" or "assistant"', f"{param}.role")
 
     request: dict[str, Any] = {"model": model, "messages": openai_messages, "max_tokens": max_tokens}
-    for key in ("temperature", "top_p"):  # top_k has no OpenAI counterpart and is dropped
-        if body.get(key) is not None:
-            request[key] = body[key]
+    for key, top in (("temperature", 1), ("top_p", 1)):  # top_k has no OpenAI counterpart and is dropped
+        value = body.get(key)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= top:
+                raise InvalidMessagesRequest(f"{key}: must be a number from 0 to {top}", key)
+            request[key] = value
     stop_sequences = body.get("stop_sequences")
     if stop_sequences:
         if not isinstance(stop_sequences, list) or not all(isinstance(s, str) for s in stop_sequences):
             raise InvalidMessagesRequest("stop_sequences: must be a list of strings", "stop_sequences")
         request["stop"] = stop_sequences
     metadata = body.get("metadata")
-    user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidMessagesRequest("metadata: must be an object", "metadata")
+    user_id = metadata.get("user_id") if metadata else None
     if user_id:
-        request["user"] = str(user_id)
+        if not isinstance(user_id, str):
+            raise InvalidMessagesRequest("metadata.user_id: must be a string", "metadata.user_id")
+        request["user"] = user_id
     if body.get("tools"):
         request["tools"] = _tools(body["tools"])
         if body.get("tool_choice") is not None:
             request["tool_choice"] = _tool_choice(body["tool_choice"])
             if body["tool_choice"].get("disable_parallel_tool_use"):
                 request["parallel_tool_calls"] = False
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise InvalidMessagesRequest("stream: must be a boolean", "stream")
     if body.get("stream"):
         request["stream"] = True
     return request
@@ -169,7 +180,7 @@ def _from_user(content: Any, *, param: str) -> list[dict[str, Any]]:
         elif kind == "document":
             parts.append(_document_part(block, param=block_param))
         elif kind == "tool_result":
-            if not block.get("tool_use_id"):
+            if not block.get("tool_use_id") or not isinstance(block["tool_use_id"], str):
                 raise InvalidMessagesRequest(f"{block_param}.tool_use_id: Field required", f"{block_param}.tool_use_id")
             texts = []
             for k, inner in enumerate(_blocks(block.get("content") or [], param=f"{block_param}.content")):
@@ -190,7 +201,9 @@ def _from_user(content: Any, *, param: str) -> list[dict[str, Any]]:
                 text = f"Error: {text}" if text else "Error"
             tool_messages.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
         else:
-            raise InvalidMessagesRequest(f"{block_param}: content block type '{kind}' is not supported", block_param)
+            raise InvalidMessagesRequest(
+                f"{block_param}: content block type '{clip(kind)}' is not supported", block_param
+            )
     if not parts:
         if not tool_messages:
             raise InvalidMessagesRequest(f"{param}: user messages must have non-empty content", param)
@@ -200,8 +213,15 @@ def _from_user(content: Any, *, param: str) -> list[dict[str, Any]]:
     return [*tool_messages, {"role": "user", "content": parts}]
 
 
-def _image_url(block: dict[str, Any], *, param: str) -> str:
+def _source(block: dict[str, Any], *, param: str) -> dict[str, Any]:
     source = block.get("source") or {}
+    if not isinstance(source, dict):
+        raise InvalidMessagesRequest(f"{param}.source: must be an object", f"{param}.source")
+    return source
+
+
+def _image_url(block: dict[str, Any], *, param: str) -> str:
+    source = _source(block, param=param)
     if source.get("type") == "base64" and source.get("data"):
         return f"data:{source.get('media_type') or 'image/png'};base64,{source['data']}"
     if source.get("type") == "url" and source.get("url"):
@@ -210,7 +230,7 @@ def _image_url(block: dict[str, Any], *, param: str) -> str:
 
 
 def _document_part(block: dict[str, Any], *, param: str) -> dict[str, Any]:
-    source = block.get("source") or {}
+    source = _source(block, param=param)
     if source.get("type") == "base64" and source.get("media_type") == "application/pdf":
         file = {"file_data": f"data:application/pdf;base64,{source.get('data') or ''}"}
         file["filename"] = str(block.get("title") or "document.pdf")
@@ -228,13 +248,17 @@ def _from_assistant(content: Any, *, param: str) -> dict[str, Any]:
         if kind == "text":
             texts.append(str(block.get("text") or ""))
         elif kind == "tool_use":
+            if not isinstance(block.get("input") or {}, dict):
+                raise InvalidMessagesRequest(f"{param}.{j}.input: must be an object", f"{param}.{j}.input")
             arguments = orjson.dumps(block.get("input") or {}).decode()
             function = {"name": str(block.get("name") or ""), "arguments": arguments}
             tool_calls.append({"id": str(block.get("id") or ""), "type": "function", "function": function})
         elif kind in ("thinking", "redacted_thinking"):
             continue  # signed for Anthropic's own models; other upstreams cannot take them back
         else:
-            raise InvalidMessagesRequest(f"{param}.{j}: content block type '{kind}' is not supported", f"{param}.{j}")
+            raise InvalidMessagesRequest(
+                f"{param}.{j}: content block type '{clip(kind)}' is not supported", f"{param}.{j}"
+            )
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None}
     if tool_calls:
         message["tool_calls"] = tool_calls
@@ -246,10 +270,14 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
         raise InvalidMessagesRequest("tools: must be a list", "tools")
     converted = []
     for i, tool in enumerate(tools):
-        if not isinstance(tool, dict) or tool.get("type") not in (None, "custom") or not tool.get("name"):
+        is_custom = isinstance(tool, dict) and tool.get("type") in (None, "custom")
+        if not is_custom or not tool.get("name") or not isinstance(tool["name"], str):
             # Server tools (web search, code execution...) run inside Anthropic and cannot be routed elsewhere.
             raise InvalidMessagesRequest(f"tools.{i}: only custom tools with a name are supported", f"tools.{i}")
-        function = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object"}}
+        schema = tool.get("input_schema") or {"type": "object"}
+        if not isinstance(schema, dict):
+            raise InvalidMessagesRequest(f"tools.{i}.input_schema: must be an object", f"tools.{i}.input_schema")
+        function = {"name": tool["name"], "parameters": schema}
         if tool.get("description"):
             function["description"] = tool["description"]
         converted.append({"type": "function", "function": function})
@@ -262,9 +290,17 @@ def _tool_choice(choice: Any) -> Any:
         return kind
     if kind == "any":
         return "required"
-    if kind == "tool" and choice.get("name"):
+    if kind == "tool" and choice.get("name") and isinstance(choice["name"], str):
         return {"type": "function", "function": {"name": choice["name"]}}
     raise InvalidMessagesRequest("tool_choice: type must be auto, any, tool or none", "tool_choice")
+
+
+async def count_input_tokens(chat_body: dict[str, Any]) -> int:
+    """What count_tokens answers: the translated prompt (system included) and the tool definitions."""
+    total = await token_estimate.count_prompt_in_slices(chat_body)
+    if chat_body.get("tools"):
+        total += await token_estimate.count_text_in_slices(orjson.dumps(chat_body["tools"]).decode())
+    return total
 
 
 # --- response: OpenAI -> Anthropic ---
@@ -273,7 +309,7 @@ def _tool_choice(choice: Any) -> Any:
 def to_anthropic_message(
     openai_body: dict[str, Any], *, model: str, usage: TokenUsage | None = None, message_id: str | None = None
 ) -> dict[str, Any]:
-    """An OpenAI chat.completion -> an Anthropic message. `model` is the alias the client asked for; `usage`,
+    """An OpenAI chat.completion -> an Anthropic message. `model` is the upstream model that answered; `usage`,
     when given, wins over the body's (the engine may have estimated what the upstream did not report)."""
     choices = openai_body.get("choices") or [{}]
     choice = choices[0]

@@ -7,15 +7,19 @@
     ├── UnknownAlias (404)
     ├── NotFound (404)               no such /v1 route
     ├── MethodNotAllowed (405)
-    ├── BodyTooLarge (413)
+    ├── BodyTooLarge (413)           also after decompression
+    ├── UnsupportedMediaType (415)   a Content-Encoding other than identity, gzip or deflate
     ├── RateLimited (429, Retry-After)
     ├── BudgetExceeded (429 insufficient_quota)
     ├── LimitsUnavailable (503)      limits exist but no store to check them answers: fail closed
     ├── UpstreamRejected (the provider's own 4xx status and message)
     ├── AllDeploymentsFailed (502)
     └── AllDeploymentsTimedOut (504)
-Messages never carry keys, credentials or stack traces.
+Messages never carry keys, credentials or stack traces, and are cut to bounds.MAX_MESSAGE_CHARS: they may
+quote a client's (or an upstream's) text. The same errors are rendered Anthropic-style on /v1/messages*.
 """
+
+from routing.proxy.bounds import MAX_MESSAGE_CHARS, clip
 
 
 class GatewayError(Exception):
@@ -25,6 +29,7 @@ class GatewayError(Exception):
     param: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        message = clip(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
         if param is not None:
@@ -65,6 +70,10 @@ class BodyTooLarge(GatewayError):
     status, type, code = 413, "invalid_request_error", "request_too_large"
 
 
+class UnsupportedMediaType(GatewayError):
+    status, type, code = 415, "invalid_request_error", "unsupported_content_encoding"
+
+
 class RateLimited(GatewayError):
     status, type, code = 429, "rate_limit_error", "rate_limit_exceeded"
 
@@ -77,9 +86,14 @@ class UpstreamRejected(GatewayError):
     """The provider refused the request (a 4xx): its status and message, in the caller's format."""
 
     def __init__(self, message: str, *, status: int, error_type: str, code=None, param=None, retry_after=None):
-        super().__init__(message, code=code, param=param)
+        # The upstream's fields may be any JSON value of any size: strings, and short ones, to the client.
+        super().__init__(
+            message,
+            code=None if code is None else clip(code, 64),
+            param=None if param is None else clip(param),
+        )
         self.status = status
-        self.type = error_type
+        self.type = clip(error_type, 64)
         if retry_after:
             self.headers["retry-after"] = retry_after
 

@@ -6,6 +6,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
+
 from billing import token_estimate, usage_writer
 from billing.ledger import admission
 from billing.usage import UsageEvent
@@ -15,11 +17,13 @@ from routing.engine.snapshot import Principal
 from routing.engine.types import Target, TokenUsage
 from routing.providers.base import ChatResult, ChatStream, EmbeddingsResult, UpstreamError
 from routing.providers.http import get_client
+from routing.proxy.bounds import clip
 from routing.proxy.errors import (
     AliasNotAllowed,
     AllDeploymentsFailed,
     AllDeploymentsTimedOut,
     GatewayError,
+    InvalidRequest,
     UnknownAlias,
     UpstreamRejected,
 )
@@ -29,10 +33,10 @@ def resolve(principal: Principal, alias: str) -> tuple[Target, ...]:
     targets = snapshot.current().aliases.get(alias)
     if principal.allowed_aliases is not None and alias not in principal.allowed_aliases:
         if targets is None:
-            raise UnknownAlias(f"The model '{alias}' does not exist.")
+            raise UnknownAlias(f"The model '{clip(alias)}' does not exist.")
         raise AliasNotAllowed(f"This API key may not use the model '{alias}'.")
     if targets is None:
-        raise UnknownAlias(f"The model '{alias}' does not exist.")
+        raise UnknownAlias(f"The model '{clip(alias)}' does not exist.")
     return targets
 
 
@@ -62,6 +66,10 @@ def error_for(failure: RoutingFailed) -> GatewayError:
 
 def finish(usage: UsageEvent, *, status: int, error_type: str = "") -> None:
     """Close the usage event and queue its record: exactly once per request."""
+    if usage.alias and usage.alias not in snapshot.current().aliases:
+        # A model the catalogue does not know is the client's text: records, dashboards and metrics keep one
+        # "unknown model" entry (alias ""), never whatever was sent.
+        usage.alias = ""
     if usage.close(status=status, error_type=error_type):
         admission.settle(usage)
         usage_writer.submit(usage)
@@ -90,6 +98,12 @@ async def _route(principal: Principal, usage: UsageEvent, body: dict[str, Any], 
         return await walk(get_client(), targets, attempts), attempts.target
     except RoutingFailed as failure:
         raise error_for(failure) from None
+    except orjson.JSONEncodeError as exc:
+        # Our encoder, not the provider, failed: a clean 400 on the usage record, never a 500 or a 502.
+        # validation.check_depth keeps admitted bodies within what orjson encodes; this is the backstop.
+        raise InvalidRequest(
+            f"The request could not be encoded for the upstream: {exc}", code="request_not_encodable"
+        ) from None
     finally:
         usage.use_target(attempts.target, attempts.count)
         usage.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -97,6 +111,8 @@ async def _route(principal: Principal, usage: UsageEvent, body: dict[str, Any], 
 
 async def complete_chat(principal: Principal, body: dict[str, Any], usage: UsageEvent) -> ChatResult:
     result, target = await _route(principal, usage, body, lambda c, t, a: router.complete(c, t, body, a))
+    # The response names the upstream model that answered, on every endpoint.
+    result.body["model"] = target.model
     if result.usage.is_estimated:
         result.usage.prompt_tokens = token_estimate.count_prompt(body)
         result.usage.completion_tokens = token_estimate.count_completion(result.body)
@@ -107,6 +123,7 @@ async def complete_chat(principal: Principal, body: dict[str, Any], usage: Usage
 
 async def complete_embeddings(principal: Principal, body: dict[str, Any], usage: UsageEvent) -> EmbeddingsResult:
     result, target = await _route(principal, usage, body, lambda c, t, a: router.embeddings(c, t, body, a))
+    result.body["model"] = target.model
     if result.usage.is_estimated:
         result.usage.prompt_tokens = token_estimate.count_prompt(body)
     _account(usage, result.usage, target)
@@ -148,6 +165,7 @@ class StreamRelay:
                 if self.usage.ttfb_ms is None:
                     self.usage.ttfb_ms = self.usage.elapsed_ms()
                 self._note_text(chunk)
+                chunk["model"] = self.target.model
                 for piece in self.encode_chunk(chunk):
                     yield piece
             for piece in self.encode_end(self.stream.usage):

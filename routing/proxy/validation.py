@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from routing.proxy import bounds
 from routing.proxy.errors import InvalidRequest
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -18,6 +19,19 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return _is_int(value) and 1 <= value <= bounds.MAX_INTEGER
+
+
+def check_depth(body: Any, limit: int) -> None:
+    """Deeper bodies cannot be re-encoded for every upstream (orjson stops at 254 levels): refused up front."""
+    path = bounds.too_deep(body, limit)
+    if path is not None:
+        raise InvalidRequest(
+            f"'{path}' is nested deeper than {limit} levels (TOLLWAY_MAX_JSON_DEPTH).", param=path, code="too_deep"
+        )
 
 
 def check_model(body: Any) -> str:
@@ -40,13 +54,22 @@ def check_chat(body: dict[str, Any]) -> None:
             f"'{param}.content' must be a string or an array of content parts.",
             f"{param}.content",
         )
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            part_param = f"{param}.content[{j}]"
+            _require(
+                isinstance(part, dict) and isinstance(part.get("type"), str),
+                f"'{part_param}' must be an object with a string 'type'.",
+                part_param,
+            )
+            if part["type"] == "text":
+                _require(isinstance(part.get("text"), str), f"'{part_param}.text' must be a string.", part_param)
     if "stream" in body:
         _require(isinstance(body["stream"], bool), "'stream' must be a boolean.", "stream")
     if body.get("stream_options") is not None:
         _require(isinstance(body["stream_options"], dict), "'stream_options' must be an object.", "stream_options")
     for name in ("n", "max_tokens", "max_completion_tokens"):
         if body.get(name) is not None:
-            _require(_is_int(body[name]) and body[name] >= 1, f"'{name}' must be a positive integer.", name)
+            _require(_is_count(body[name]), f"'{name}' must be a positive integer up to {bounds.MAX_INTEGER}.", name)
     if body.get("temperature") is not None:
         value = body["temperature"]
         _require(_is_number(value) and 0 <= value <= 2, "'temperature' must be a number from 0 to 2.", "temperature")
@@ -54,7 +77,14 @@ def check_chat(body: dict[str, Any]) -> None:
         value = body["top_p"]
         _require(_is_number(value) and 0 <= value <= 1, "'top_p' must be a number from 0 to 1.", "top_p")
     if body.get("tools") is not None:
-        _require(isinstance(body["tools"], list), "'tools' must be an array.", "tools")
+        tools = body["tools"]
+        _require(
+            isinstance(tools, list) and all(isinstance(t, dict) for t in tools),
+            "'tools' must be an array of objects.",
+            "tools",
+        )
+    if body.get("user") is not None:
+        _require(isinstance(body["user"], str), "'user' must be a string.", "user")
     if body.get("stop") is not None:
         stop = body["stop"]
         _require(

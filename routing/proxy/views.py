@@ -8,6 +8,7 @@ import logging
 
 import orjson
 from adrf.views import APIView
+from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework import exceptions
 from rest_framework.parsers import BaseParser
@@ -17,6 +18,7 @@ from routing.engine import snapshot
 from routing.proxy import anthropic_messages, pipeline, sse, validation
 from routing.proxy.anthropic_stream import AnthropicStreamEncoder
 from routing.proxy.auth import ApiKeyAuthentication
+from routing.proxy.bounds import clip
 from routing.proxy.errors import BodyTooLarge, GatewayError, InvalidApiKey, InvalidRequest, MethodNotAllowed
 
 log = logging.getLogger(__name__)
@@ -30,13 +32,40 @@ class OrjsonParser(BaseParser):
     def parse(self, stream, media_type=None, parser_context=None):
         raw = stream.read() if stream is not None else b""
         try:
-            return orjson.loads(raw)
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            if "UTF-8" in exc.args[0]:
+                # orjson says "surrogates not allowed" of any byte that is not UTF-8 (a compressed body, say).
+                raise InvalidRequest(
+                    "The request body is not valid UTF-8; send JSON, compressed only with a Content-Encoding "
+                    "of gzip or deflate."
+                ) from None
             raise InvalidRequest(f"The request body is not valid JSON: {exc.args[0]}") from None
+        limit = settings.TOLLWAY_MAX_JSON_DEPTH
+        # Fewer brackets than the limit cannot nest deeper than it (~1 ms for 5 MB); the check itself costs
+        # about a third of the parse, so most bodies, prose above all, skip it.
+        if raw.count(b"[") + raw.count(b"{") > limit:
+            validation.check_depth(body, limit)
+        return body
 
 
 def json_response(payload, *, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
     return HttpResponse(orjson.dumps(payload), status=status, content_type=JSON, headers=headers)
+
+
+def is_anthropic_path(path: str) -> bool:
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
+def error_response(path: str, exc: GatewayError) -> HttpResponse:
+    """An error raised before any view (unknown route, body encoding): in the style of the path's API."""
+    if is_anthropic_path(path):
+        body = anthropic_messages.anthropic_error_body(
+            anthropic_messages.error_type_for_status(exc.status), exc.message
+        )
+    else:
+        body = exc.to_body()
+    return json_response(body, status=exc.status, headers=exc.headers)
 
 
 class GatewayView(APIView):
@@ -57,7 +86,7 @@ class GatewayView(APIView):
             self.initial(request, *args, **kwargs)
             handler = getattr(self, request.method.lower(), None)
             if handler is None:
-                raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}.")
+                raise MethodNotAllowed(f"{clip(request.method, 20)} is not allowed on {clip(request.path)}.")
             response = await handler(request, *args, **kwargs)
         except Exception as exc:
             response = self.handle_exception(exc)
@@ -73,7 +102,7 @@ class GatewayView(APIView):
         if isinstance(exc, exceptions.ParseError):
             exc = InvalidRequest(str(exc.detail))
         if not isinstance(exc, GatewayError):
-            log.exception("unhandled error on %s", self.request.path if hasattr(self, "request") else "/v1")
+            log.exception("unhandled error on %s", clip(self.request.path) if hasattr(self, "request") else "/v1")
             exc = GatewayError("The gateway hit an internal error. Quote the x-request-id when reporting it.")
         return json_response(self.error_body(exc), status=exc.status, headers=exc.headers)
 
@@ -88,7 +117,9 @@ class GatewayView(APIView):
     def read_body(self, request, usage: UsageEvent) -> dict:
         if request._request.META.get("tollway.body_too_large"):
             raise BodyTooLarge(f"The request body is larger than {request._request.META['tollway.max_body']} bytes.")
-        body = request.data
+        if "tollway.body_error" in request._request.META:
+            raise request._request.META["tollway.body_error"]  # its Content-Encoding (config/asgi.py)
+        body = request.data  # OrjsonParser checks its depth
         usage.alias = validation.check_model(body)
         if isinstance(body.get("stream"), bool):
             usage.stream = body["stream"]
@@ -217,7 +248,8 @@ class MessagesView(GatewayView):
                 stream, target = await pipeline.open_chat_stream(request.auth, chat_body, usage)
             else:
                 result = await pipeline.complete_chat(request.auth, chat_body, usage)
-                message = anthropic_messages.to_anthropic_message(result.body, model=usage.alias, usage=result.usage)
+                model = result.body["model"]  # the upstream model that answered (pipeline.complete_chat)
+                message = anthropic_messages.to_anthropic_message(result.body, model=model, usage=result.usage)
                 content = orjson.dumps(message)
         except BaseException as exc:
             pipeline.fail(usage, exc)
@@ -225,7 +257,7 @@ class MessagesView(GatewayView):
         if not usage.stream:
             pipeline.finish(usage, status=200)
             return HttpResponse(content, content_type=JSON, headers=deployment_headers(usage))
-        encoder = AnthropicStreamEncoder(model=usage.alias, message_id=anthropic_messages.new_message_id())
+        encoder = AnthropicStreamEncoder(model=target.model, message_id=anthropic_messages.new_message_id())
         relay = pipeline.StreamRelay(
             stream=stream,
             usage=usage,
@@ -238,3 +270,31 @@ class MessagesView(GatewayView):
             ),
         )
         return stream_response(relay, usage)
+
+
+class CountTokensView(MessagesView):
+    """`POST /v1/messages/count_tokens` (the anthropic SDK's `messages.count_tokens`): the prompt's tokens by the
+    gateway's own count (token_estimate), for an alias this key may use. Nothing is routed, so the call is
+    recorded with zero cost and no deployment."""
+
+    endpoint = "messages.count_tokens"
+
+    async def post(self, request):
+        usage = self.begin_usage(request)
+        try:
+            body = self.read_body(request, usage)
+            usage.stream = False
+            try:
+                # count_tokens takes no max_tokens; the translation wants one.
+                chat_body = anthropic_messages.to_openai_request({**body, "max_tokens": 1, "stream": False})
+            except anthropic_messages.InvalidMessagesRequest as exc:
+                raise InvalidRequest(exc.message, param=exc.param) from None
+            pipeline.resolve(request.auth, usage.alias)  # the key's alias scope: 403/404 as for a message
+            usage.subscription_id = request.auth.subscription_by_alias.get(usage.alias)
+            input_tokens = await anthropic_messages.count_input_tokens(chat_body)
+            content = orjson.dumps({"input_tokens": input_tokens})
+        except BaseException as exc:
+            pipeline.fail(usage, exc)
+            raise
+        pipeline.finish(usage, status=200)
+        return HttpResponse(content, content_type=JSON)

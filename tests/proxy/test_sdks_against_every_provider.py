@@ -158,7 +158,8 @@ def test_anthropic_sdk_messages(provider_gateway):
         model="chat", max_tokens=200, system="Be brief.", messages=[{"role": "user", "content": "Hi"}]
     )
     assert message.content[0].text == reply
-    assert message.stop_reason == "end_turn" and message.model == "chat"
+    # The response names the upstream model that answered (the deployment's model id), not the alias.
+    assert message.stop_reason == "end_turn" and message.model == "test-model"
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
     [record] = wait_for_usage(1)
     assert record.endpoint == "messages" and record.provider == f"{kind}-test"
