@@ -55,6 +55,7 @@ class Outbox:
     def __init__(self, directory: Path, *, memory_rows: int = 10_000) -> None:
         self.directory = Path(directory)
         self.memory_rows = memory_rows
+        self.clock = time.monotonic  # when rows were appended: the backlog's age (the writer shares its clock)
         self.current: Segment | None = None
         self.sealed: list[Segment] = []  # oldest first
 
@@ -89,7 +90,7 @@ class Outbox:
         if not is_provisional:
             segment.rows += 1
             if segment.first_row_at is None:
-                segment.first_row_at = time.monotonic()
+                segment.first_row_at = self.clock()
         if segment.cached is not None:
             segment.cached.append(row)
             if len(segment.cached) > self.memory_rows:

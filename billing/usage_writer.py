@@ -25,7 +25,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from billing.outbox import Outbox, Segment, read_batch
 from billing.pricing import cost_of
@@ -69,6 +68,7 @@ class UsageWriter:
         self.batch_size = batch_size
         self.retry_max_s = max(retry_max_s, flush_interval_s)
         self._sleep, self._clock = sleep, clock
+        outbox.clock = clock
         # Rows the outbox could not write: in memory only, kept until stored or written to a new segment.
         self.memory_only: list[dict] = []
         self._open_streams: dict[str, dict] = {}  # request id -> its provisional row
@@ -289,10 +289,6 @@ def queue_depth() -> int:
 
 
 def health() -> Health | None:
-    """For /readyz and /metrics: pending rows, the oldest one's age, whether storing is failing. None when no
-    writer runs in this process."""
+    """For /readyz and /metrics: pending rows, the oldest one's age, whether storing is failing (as a dict:
+    dataclasses.asdict). None when no writer runs in this process."""
     return _writer.health() if _writer is not None else None
-
-
-def as_dict(health: Health) -> dict[str, Any]:
-    return {name: getattr(health, name) for name in Health.__slots__}

@@ -5,6 +5,7 @@ import logging
 
 import pytest
 
+from billing.outbox import Outbox
 from billing.usage_writer import UsageWriter
 from tests.billing.usage_writer_doubles import MemoryStore, RecordedSleeps, eventually, new_writer, usage_event
 
@@ -102,7 +103,7 @@ async def test_health_reports_pending_rows_their_age_and_the_failure(tmp_path):
     now = [100.0]
     store = MemoryStore(failures=10**6)
     writer = UsageWriter(
-        outbox=new_writer(tmp_path, store).outbox,
+        outbox=Outbox(tmp_path),
         store=store,
         flush_interval_s=0.01,
         batch_size=500,
@@ -114,9 +115,10 @@ async def test_health_reports_pending_rows_their_age_and_the_failure(tmp_path):
     writer.submit(usage_event("req_2"))
     assert await eventually(lambda: store.calls >= 1)
 
+    now[0] = 107.0
     health = writer.health()
     assert (health.pending_rows, health.is_failing, health.memory_only_rows) == (2, True, 0)
-    assert health.oldest_pending_s is not None and health.failing_for_s == 0.0
+    assert (health.oldest_pending_s, health.failing_for_s) == (7.0, 7.0)
 
     store.failures = 0
     assert await eventually(lambda: writer.health().pending_rows == 0)
