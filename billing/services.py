@@ -3,9 +3,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from django.db import transaction
+from django.utils import timezone
 
 from billing.models import UsageRecord
-from billing.outbox import claim_orphans
+from billing.outbox import claim_orphans, read_batches
+from billing.usage_writer import INTERRUPTED
 from portal.models import APIKey, Subscription, Team, Tenant
 
 _ROW_FIELDS = (
@@ -33,9 +35,21 @@ _ROW_FIELDS = (
 
 @transaction.atomic
 def store_usage_rows(*, rows: list[dict]) -> int:
-    """Insert usage rows (from UsageEvent.to_row); request ids already stored are skipped, so replays are safe."""
+    """Insert usage rows (from UsageEvent.to_row); request ids already stored are skipped, so replays are safe.
+
+    A provisional row (a stream's, written when it started) is only stored when no final row for its request
+    is: a final row in the same batch replaces it, and one arriving later replaces the record stored from it
+    (recovery may read a dead process's segments in any order). Either way, one record per request id.
+    """
     if not rows:
         return 0
+    final_ids = {r["request_id"] for r in rows if not r.get("provisional")}
+    by_request: dict[str, dict] = {}
+    for row in rows:
+        if row.get("provisional") and row["request_id"] in final_ids:
+            continue
+        by_request.setdefault(row["request_id"], row)
+    rows = list(by_request.values())
     # A key, team or tenant deleted since the request keeps its name in the row but loses the link.
     tenant_ids = set(Tenant.objects.filter(pk__in={r["tenant_id"] for r in rows}).values_list("pk", flat=True))
     team_ids = set(Team.objects.filter(pk__in={r["team_id"] for r in rows}).values_list("pk", flat=True))
@@ -59,6 +73,7 @@ def store_usage_rows(*, rows: list[dict]) -> int:
         for row in rows
     ]
     UsageRecord.objects.bulk_create(records, ignore_conflicts=True, batch_size=500)
+    _supersede_interrupted(records=[r for r in records if r.request_id in final_ids])
     last_used: dict[int, float] = {}
     for row in rows:
         if row["api_key_id"] in key_ids:
@@ -69,10 +84,35 @@ def store_usage_rows(*, rows: list[dict]) -> int:
     return len(records)
 
 
-def recover_usage_outbox(*, directory: Path) -> int:
-    """Store the rows of segments left behind by processes that died before flushing them."""
-    recovered = 0
-    for _path, rows in claim_orphans(directory):
-        store_usage_rows(rows=rows)
-        recovered += len(rows)
-    return recovered
+_SUPERSEDED_FIELDS = (*_ROW_FIELDS, "created_at", "tenant_id", "team_id", "api_key_id", "subscription_id")
+
+
+def _supersede_interrupted(*, records: list[UsageRecord]) -> None:
+    """Final rows whose request was stored from its provisional row (interrupted) replace that record."""
+    if not records:
+        return
+    interrupted = set(
+        UsageRecord.objects.filter(request_id__in=[r.request_id for r in records], error_type=INTERRUPTED).values_list(
+            "request_id", flat=True
+        )
+    )
+    for record in records:
+        if record.request_id in interrupted:
+            fields = {name: getattr(record, name) for name in _SUPERSEDED_FIELDS}
+            fields.update(cost_usd=record.cost_usd, baseline_cost_usd=record.baseline_cost_usd)
+            fields.update(prompt=record.prompt, cache_hit=record.cache_hit)
+            # A new stored_at: aggregation recomputes the hour that counted the interrupted record.
+            UsageRecord.objects.filter(request_id=record.request_id, error_type=INTERRUPTED).update(
+                **fields, stored_at=timezone.now()
+            )
+
+
+def recover_usage_outbox(*, directory: Path, batch_size: int = 1000) -> int:
+    """Store the rows of segments left behind by processes that died before storing them; the number of
+    records stored (a stream cut mid-way counts once, as interrupted)."""
+    request_ids: set[str] = set()
+    for path in claim_orphans(directory):
+        for rows in read_batches(path, limit=batch_size):
+            store_usage_rows(rows=rows)
+            request_ids.update(r["request_id"] for r in rows)
+    return len(request_ids)

@@ -247,6 +247,12 @@ TOLLWAY_USAGE_FLUSH_INTERVAL_S = env_float("TOLLWAY_USAGE_FLUSH_INTERVAL_S", 0.5
 TOLLWAY_USAGE_FLUSH_BATCH = env_int("TOLLWAY_USAGE_FLUSH_BATCH", 500)
 # Where each process appends usage records before answering, so a hard crash loses none (see billing/outbox.py).
 TOLLWAY_USAGE_OUTBOX_DIR = Path(env_str("TOLLWAY_USAGE_OUTBOX_DIR", str(DATA_DIR / "usage-outbox")))
+# Usage durability: while the database is away, storing is retried with backoff up to this long between tries;
+# each outbox segment keeps at most this many rows in memory (beyond, they are read back from disk).
+TOLLWAY_USAGE_RETRY_MAX_S = env_float("TOLLWAY_USAGE_RETRY_MAX_S", 10.0)
+TOLLWAY_USAGE_MEMORY_ROWS = env_int("TOLLWAY_USAGE_MEMORY_ROWS", 10000)
+if TOLLWAY_USAGE_RETRY_MAX_S <= 0 or TOLLWAY_USAGE_MEMORY_ROWS < 1:
+    raise ImproperlyConfigured("TOLLWAY_USAGE_RETRY_MAX_S must be positive and TOLLWAY_USAGE_MEMORY_ROWS at least 1")
 TOLLWAY_UPSTREAM_CONNECT_TIMEOUT_S = env_float("TOLLWAY_UPSTREAM_CONNECT_TIMEOUT_S", 5.0)
 TOLLWAY_UPSTREAM_TIMEOUT_S = env_float("TOLLWAY_UPSTREAM_TIMEOUT_S", 120.0)
 TOLLWAY_HTTP_TRANSPORT = env_str("TOLLWAY_HTTP_TRANSPORT", "aiohttp")  # aiohttp | httpx

@@ -34,10 +34,11 @@ class Gateway:
         if recovered:
             log.warning("recovered %d usage records left by a process that stopped without flushing", recovered)
         self._writer = usage_writer.UsageWriter(
-            outbox=Outbox(settings.TOLLWAY_USAGE_OUTBOX_DIR),
+            outbox=Outbox(settings.TOLLWAY_USAGE_OUTBOX_DIR, memory_rows=settings.TOLLWAY_USAGE_MEMORY_ROWS),
             store=lambda rows: db_thread.run_in_db(billing_services.store_usage_rows, rows=rows),
             flush_interval_s=settings.TOLLWAY_USAGE_FLUSH_INTERVAL_S,
             batch_size=settings.TOLLWAY_USAGE_FLUSH_BATCH,
+            retry_max_s=settings.TOLLWAY_USAGE_RETRY_MAX_S,
         )
         self._writer.start()
         usage_writer.install(self._writer)

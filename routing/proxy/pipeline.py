@@ -160,6 +160,8 @@ class StreamRelay:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         outcome: tuple[int, str] = (499, "client_disconnected")
+        prompt_tokens = token_estimate.count_prompt(self.request_body)
+        usage_writer.begin_stream(self.usage, target=self.target, prompt_tokens=prompt_tokens)  # if we die mid-way
         try:
             async for chunk in self.stream:
                 if self.usage.ttfb_ms is None:

@@ -153,3 +153,33 @@ def test_a_sigterm_lets_a_stream_in_flight_finish_and_records_it(transactional_d
     assert lines[-1] == "data: [DONE]" and any("second" in line for line in lines)
     [record] = UsageRecord.objects.all()
     assert (record.status, record.prompt_tokens, record.completion_tokens, record.stream) == (200, 3, 2, True)
+
+
+def test_a_stream_cut_by_a_sigkill_after_its_first_chunk_is_recorded_once_as_interrupted(
+    transactional_db, tmp_path, settings
+):
+    upstream = GatedUpstream()
+    outbox = tmp_path / "outbox"
+    with LoopbackServer(upstream) as server:
+        provider = ProviderFactory(name="gated", base_url=f"{server.url}/v1", timeout_s=30)
+        make_alias("gated", DeploymentFactory(name="gated", provider=provider))
+        key = services.issue_api_key(team=TeamFactory()).secret
+        with GatewayProcess(workers=1, outbox_dir=outbox) as gateway:
+            body = {"model": "gated", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+            headers = {"authorization": f"Bearer {key}"}
+            with httpx.stream(
+                "POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30, headers=headers
+            ) as response:
+                request_id = response.headers["x-request-id"]
+                first = next(line for line in response.iter_lines() if line.startswith("data:"))
+                gateway.kill()
+        upstream.gate.set()
+
+    assert "first" in first
+    settings.TOLLWAY_USAGE_OUTBOX_DIR = outbox
+    out = io.StringIO()
+    call_command("recover_usage_outbox", stdout=out)
+    assert out.getvalue().strip() == "recovered 1 usage records"
+    [record] = UsageRecord.objects.all()
+    assert (record.request_id, record.status, record.error_type) == (request_id, 200, "gateway_interrupted")
+    assert (record.stream, record.estimated, record.prompt_tokens > 0) == (True, True, True)
