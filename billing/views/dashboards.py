@@ -46,10 +46,12 @@ def filter_choices(filters: Filters) -> dict:
     if filters.tenant is not None:
         teams = teams.filter(tenant=filters.tenant)
     tenants = list(tenants[:500])
+    aliases = finance.aliases_in_scope(filters)
     return {
         "tenants": tenants if len(tenants) > 1 else [],
         "teams": list(teams.order_by("tenant__name", "name")[:500]),
-        "aliases": finance.aliases_in_scope(filters),
+        "aliases": aliases,
+        "alias_not_listed": bool(filters.alias) and filters.alias not in {value for value, _ in aliases},
         "show_tenant_names": len(tenants) > 1,
     }
 
