@@ -27,6 +27,12 @@ COLOURS = ["#1f4fd1", "#17794a", "#d97706", "#c0303c", "#7c3aed", "#0891b2", "#d
 MAX_SERIES = len(COLOURS) - 1  # beyond that, the smallest series are summed into "other"
 BAR_FILL = 0.8  # of its bucket's width: a gap between neighbouring days or hours
 MAX_DAY_TICKS = 8
+RATE_FORMAT = ",.3~r"
+MAX_NAME = 40  # characters of a series' name in the legend: a 100,000-character team name must not fill it
+
+
+def _name(name: str) -> str:
+    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ def cost_over_time(data: CostOverTime, *, axis: TimeAxis) -> dict:
             y=[float(cost) for cost in costs],
             width=[axis.bar_width_ms] * len(x),
             **axis.period,
-            name=name,
+            name=_name(name),
             customdata=[money.dollars(cost) for cost in costs],
             hovertemplate="%{customdata}",
         )
@@ -203,9 +209,11 @@ def throughput(points: list[TrafficPoint], *, axis: TimeAxis) -> dict:
     fig.add_scatter(
         x=x, y=tokens_per_s, name="Tokens/s", mode="lines+markers", yaxis="y2", line={"dash": "dot"}, **axis.period
     )
-    layout = _layout(fig, axis=axis, y_title="Requests/s")
+    # Three significant digits, not plotly's SI prefixes: a quiet day is "0.0005" requests/s, not "500µ".
+    layout = _layout(fig, axis=axis, y_title="Requests/s", y_format=RATE_FORMAT)
     layout["layout"]["yaxis2"] = {
         "title": {"text": "Tokens/s"},
+        "tickformat": RATE_FORMAT,
         "overlaying": "y",
         "side": "right",
         "rangemode": "tozero",
@@ -240,7 +248,7 @@ def errors_by_type(data: ErrorsByType, *, axis: TimeAxis) -> dict:
             y=share,
             width=[axis.bar_width_ms] * len(x),
             **axis.period,
-            name=name,
+            name=_name(name),
             customdata=errors,
             hovertemplate="%{y:.2%} (%{customdata})",
         )
@@ -259,7 +267,7 @@ def latency_per_deployment(
         fig.add_scatter(
             x=_x(buckets),
             y=[by_bucket[b][measure] for b in buckets],
-            name=deployment,
+            name=_name(deployment),
             mode="lines+markers",
             **axis.period,
         )

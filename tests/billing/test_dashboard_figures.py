@@ -138,3 +138,17 @@ def test_savings_hover_uses_the_dollars_rule(n):
     (trace,) = figure["data"]
     assert trace["customdata"] == ["$0.000018"] * n
     assert figure["layout"]["yaxis"]["tickformat"] == ("$,.6f" if n else "$,.2f")
+
+
+def test_a_long_series_name_is_cut_in_the_legend():
+    data = CostOverTime(buckets=[SINCE], series={"t" * 100_000: [Decimal("1")]}, saved=[Decimal(0)])
+
+    (trace,) = figures.cost_over_time(data, axis=MONTH)["data"]
+
+    assert trace["name"] == "t" * (figures.MAX_NAME - 1) + "…"
+
+
+def test_throughput_ticks_are_plain_numbers_not_si_prefixes():
+    layout = figures.throughput(traffic(MONTH, 1), axis=MONTH)["layout"]
+
+    assert layout["yaxis"]["tickformat"] == layout["yaxis2"]["tickformat"] == ",.3~r"
