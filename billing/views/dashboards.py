@@ -8,12 +8,13 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import orjson
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from billing.aggregation import HISTOGRAM_RELATIVE_ERROR
+from billing.aggregation import HISTOGRAM_RELATIVE_ERROR, aggregated_until
 from billing.dashboards import budgets, chargeback, figures, finance, operations
 from billing.dashboards.money import dollars
 from billing.dashboards.scope import Filters, filters_from
@@ -69,6 +70,12 @@ def _dashboard_context(filters: Filters, *, dashboard: str) -> dict:
         "range_days": (filters.until - filters.since).days,
         "has_scope": not filters.scope.is_empty,
         "plotly_version": plotly_js.VERSION,
+        "aggregated_until": aggregated_until(),
+        "shows_within_s": round(
+            settings.TOLLWAY_AGGREGATE_EVERY_S
+            + settings.TOLLWAY_AGGREGATE_SETTLE_S
+            + settings.TOLLWAY_USAGE_FLUSH_INTERVAL_S
+        ),
     }
 
 
