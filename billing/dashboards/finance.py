@@ -92,10 +92,11 @@ class CostOverTime:
 
 def cost_over_time(filters: Filters, *, stack: str) -> CostOverTime:
     show_tenant = filters.tenant is None and (filters.scope.everything or len(filters.scope.tenant_ids) > 1)
+    rows = aggregate_rows(filters)
+    if stack == "alias":
+        rows = rows.annotate(model=model_names.shown_model())
     rows = (
-        aggregate_rows(filters)
-        .annotate(model=model_names.shown_model())
-        .values("bucket_start", *STACKS[stack])
+        rows.values("bucket_start", *STACKS[stack])
         .annotate(cost=Sum("cost_usd"), baseline=Sum("baseline_cost_usd"))
         .order_by("bucket_start")
     )
