@@ -114,8 +114,13 @@ class EmbeddedBeat:
     def _take_lock(self) -> bool:
         if self._lock_fd is not None:
             return True
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            # A read-only data directory must not kill the thread: say so once per retry and keep trying.
+            log.error("embedded beat: cannot open %s (%s); the schedule waits for it", self._lock_path, exc)
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -72,3 +72,21 @@ def test_a_failing_task_is_logged_and_the_schedule_goes_on(tmp_path, caplog):
         embedded.stop()
     assert len(attempts) >= 3
     assert "tick (tests.tick) failed" in caplog.text
+
+
+def test_a_lock_file_that_cannot_be_created_is_reported_and_retried(tmp_path, caplog):
+    runs = Runs()
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    embedded = EmbeddedBeat(
+        schedule=SCHEDULE, lock_path=blocked / "beat.lock", run_task=runs.recorder("beat"), leader_retry_s=0.02
+    )
+    embedded.start()
+    try:
+        deadline = time.monotonic() + 10
+        while caplog.text.count("cannot open") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert caplog.text.count("cannot open") >= 2  # still trying, the thread alive
+        assert runs.by_beat == {}
+    finally:
+        embedded.stop()
