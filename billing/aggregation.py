@@ -380,6 +380,13 @@ def _stale_days() -> list[datetime]:
     return sorted(day for day, newest in newest_hour_by_day if day not in days or days[day] < newest)
 
 
+def aggregated_until() -> datetime | None:
+    """Every record stored before this is in the aggregates (the cursor); None before the first run. The
+    dashboards say it, so nobody mistakes a figure still waiting for its run for the whole truth."""
+    cursor = _cursor()
+    return None if cursor == CURSOR_START else cursor
+
+
 def _cursor() -> datetime:
     cursor = AggregatedBucket.objects.filter(granularity=CURSOR_GRANULARITY, bucket_start=CURSOR_START).first()
     return (cursor and cursor.computed_at) or CURSOR_START

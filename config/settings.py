@@ -125,8 +125,9 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("TOLLWAY_CELERY_EAGER", not bool(REDIS_URL o
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-# Usage aggregation (billing/aggregation.py) and retention (billing/retention.py), run by Celery beat.
-TOLLWAY_AGGREGATE_EVERY_S = env_float("TOLLWAY_AGGREGATE_EVERY_S", 60.0)
+# Usage aggregation (billing/aggregation.py) and retention (billing/retention.py), run by Celery beat. A call
+# shows in the dashboards within EVERY + SETTLE + TOLLWAY_USAGE_FLUSH_INTERVAL_S (36 s at the defaults).
+TOLLWAY_AGGREGATE_EVERY_S = env_float("TOLLWAY_AGGREGATE_EVERY_S", 30.0)
 # Records younger than this are left for the next run: a gateway stamps stored_at before its insert commits,
 # and hosts' clocks differ a little. Must exceed both, or a record could slip behind the aggregation cursor.
 TOLLWAY_AGGREGATE_SETTLE_S = env_float("TOLLWAY_AGGREGATE_SETTLE_S", 5.0)
@@ -151,6 +152,9 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-budgets": {"task": "billing.tasks.reconcile_budgets", "schedule": 60.0, "options": {"expires": 60}},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Dashboards: without a broker there is no beat, so each gateway process offers to run CELERY_BEAT_SCHEDULE on a
+# thread of its own (one process at a time runs it; config/embedded_beat.py). 0 turns that off (tests do).
+TOLLWAY_EMBEDDED_BEAT = env_bool("TOLLWAY_EMBEDDED_BEAT", True)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -10,3 +10,5 @@ os.environ.setdefault("TOLLWAY_DATA_DIR", tempfile.mkdtemp(prefix="tollway-test-
 os.environ.setdefault("TOLLWAY_USAGE_FLUSH_INTERVAL_S", "0.05")
 os.environ.setdefault("TOLLWAY_SNAPSHOT_REFRESH_S", "0.5")
 os.environ.setdefault("TOLLWAY_TEST_FAST_PASSWORDS", "1")
+# Off unless a test asks for it: a schedule aggregating in the background would race tests that aggregate.
+os.environ.setdefault("TOLLWAY_EMBEDDED_BEAT", "0")

@@ -11,12 +11,13 @@ from decimal import Decimal
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import Coalesce
 
+from billing.dashboards import model_names
 from billing.dashboards.scope import Filters
 from billing.models import UsageAggregate
 
 ZERO = Decimal(0)
-# What the cost chart can be stacked by, and the aggregate columns that name a series.
-STACKS = {"team": ("team_id", "tenant_name", "team_name"), "alias": ("alias",), "provider": ("provider",)}
+# What the cost chart can be stacked by, and the columns that name a series ("model": model_names.shown_model).
+STACKS = {"team": ("team_id", "tenant_name", "team_name"), "alias": ("model",), "provider": ("provider",)}
 TOP_N = 10
 
 MEASURES = {
@@ -77,6 +78,8 @@ def series_label(row: dict, stack: str, *, show_tenant: bool) -> str:
     if stack == "team":
         name = row["team_name"] or "(no team)"
         return f"{row['tenant_name']} / {name}" if show_tenant and row["tenant_name"] else name
+    if stack == "alias":
+        return model_names.label(row["model"])
     return row[STACKS[stack][0]] or "(none)"
 
 
@@ -89,9 +92,11 @@ class CostOverTime:
 
 def cost_over_time(filters: Filters, *, stack: str) -> CostOverTime:
     show_tenant = filters.tenant is None and (filters.scope.everything or len(filters.scope.tenant_ids) > 1)
+    rows = aggregate_rows(filters)
+    if stack == "alias":
+        rows = rows.annotate(model=model_names.shown_model())
     rows = (
-        aggregate_rows(filters)
-        .values("bucket_start", *STACKS[stack])
+        rows.values("bucket_start", *STACKS[stack])
         .annotate(cost=Sum("cost_usd"), baseline=Sum("baseline_cost_usd"))
         .order_by("bucket_start")
     )
@@ -137,11 +142,20 @@ def top_keys(filters: Filters, *, n: int | None = TOP_N) -> list[dict]:
 
 
 def top_aliases(filters: Filters, *, n: int | None = TOP_N) -> list[dict]:
-    return _ranked(aggregate_rows(filters).values("alias"), n)
+    """Per model shown (model_names): "alias" is "" for the one unknown-model row; "model" is its label."""
+    rows = aggregate_rows(filters).annotate(alias_shown=model_names.shown_model()).values("alias_shown")
+    return [
+        row | {"alias": row["alias_shown"], "model": model_names.label(row["alias_shown"])} for row in _ranked(rows, n)
+    ]
 
 
-def aliases_in_scope(filters: Filters) -> list[str]:
-    """Aliases to offer in the filter: those with usage in scope over the range (ignoring the alias filter)."""
+def aliases_in_scope(filters: Filters) -> list[tuple[str, str]]:
+    """The model filter's (value, label) choices: aliases with usage in scope over the range (ignoring the alias
+    filter), then the unknown-model entry if any usage falls under it."""
     unfiltered = Filters(scope=filters.scope, since=filters.since, until=filters.until, tenant=filters.tenant)
-    rows = aggregate_rows(unfiltered).exclude(alias="").values_list("alias", flat=True).distinct()
-    return sorted(rows.order_by())
+    shown = aggregate_rows(unfiltered).annotate(model=model_names.shown_model())
+    models = set(shown.values_list("model", flat=True).distinct().order_by())
+    choices = [(alias, alias) for alias in sorted(models - {""})]
+    if "" in models:
+        choices.append((model_names.UNKNOWN_MODEL_PARAM, model_names.UNKNOWN_MODEL))
+    return choices

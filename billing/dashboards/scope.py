@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
+from billing.dashboards import model_names
 from portal import roles
 from portal.models import Membership, Team, Tenant
 
@@ -85,14 +86,21 @@ class Filters:
     def bucket_seconds(self) -> int:
         return 3600 if self.granularity == "hour" else 86400
 
-    def q(self, *, tenant_field: str = "tenant_id", team_field: str = "team_id", alias_field: str = "alias") -> Q:
+    def q(
+        self,
+        *,
+        tenant_field: str = "tenant_id",
+        team_field: str = "team_id",
+        alias_field: str = "alias",
+        deployment_field: str = "deployment",
+    ) -> Q:
         q = self.scope.q(tenant_field=tenant_field, team_field=team_field)
         if self.tenant is not None:
             q &= Q(**{tenant_field: self.tenant.pk})
         if self.team is not None:
             q &= Q(**{team_field: self.team.pk})
         if self.alias:
-            q &= Q(**{alias_field: self.alias})
+            q &= model_names.matching(self.alias, alias_field=alias_field, deployment_field=deployment_field)
         return q
 
     def as_query(self) -> dict[str, str]:

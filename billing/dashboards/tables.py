@@ -138,7 +138,7 @@ TABLES = {
         Table(
             "models",
             "Top models",
-            [Column("alias", "Model alias"), *USAGE_COLUMNS],
+            [Column("model", "Model alias"), *USAGE_COLUMNS],
             lambda filters, params: finance.top_aliases(filters, n=None),
         ),
         Table(

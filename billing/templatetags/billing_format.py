@@ -1,15 +1,16 @@
-"""Numbers as the dashboards show them: dollars via the console's own usd(), counts with separators."""
+"""Numbers as the dashboards show them: dollars by billing/dashboards/money.py's rule, counts with separators."""
 
 from django import template
 
-from portal.views.rendering import usd
+from billing.dashboards import money
 
 register = template.Library()
 
 
 @register.filter
-def dollars(amount, places: int = 4) -> str:
-    return "—" if amount in (None, "") else usd(amount, max_places=int(places))
+def dollars(amount, significant: int = 2) -> str:
+    """{{ cost|dollars }}: $12.34, $0.0042, $0.000018 (below a dollar, `significant` digits)."""
+    return money.dollars(amount, significant=int(significant))
 
 
 @register.filter

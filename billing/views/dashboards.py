@@ -8,18 +8,20 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import orjson
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from billing.aggregation import HISTOGRAM_RELATIVE_ERROR
+from billing.aggregation import HISTOGRAM_RELATIVE_ERROR, aggregated_until
 from billing.dashboards import budgets, chargeback, figures, finance, operations
+from billing.dashboards.money import dollars
 from billing.dashboards.scope import Filters, filters_from
 from billing.dashboards.tables import TABLES
 from billing.views import plotly_js
 from portal.models import Team, Tenant
-from portal.views.rendering import render_page, usd
+from portal.views.rendering import render_page
 
 MAX_BUDGETS = 12  # burn-down charts on one page; the CSV has them all
 
@@ -45,10 +47,12 @@ def filter_choices(filters: Filters) -> dict:
     if filters.tenant is not None:
         teams = teams.filter(tenant=filters.tenant)
     tenants = list(tenants[:500])
+    aliases = finance.aliases_in_scope(filters)
     return {
         "tenants": tenants if len(tenants) > 1 else [],
         "teams": list(teams.order_by("tenant__name", "name")[:500]),
-        "aliases": finance.aliases_in_scope(filters),
+        "aliases": aliases,
+        "alias_not_listed": bool(filters.alias) and filters.alias not in {value for value, _ in aliases},
         "show_tenant_names": len(tenants) > 1,
     }
 
@@ -66,6 +70,12 @@ def _dashboard_context(filters: Filters, *, dashboard: str) -> dict:
         "range_days": (filters.until - filters.since).days,
         "has_scope": not filters.scope.is_empty,
         "plotly_version": plotly_js.VERSION,
+        "aggregated_until": aggregated_until(),
+        "shows_within_s": round(
+            settings.TOLLWAY_AGGREGATE_EVERY_S
+            + settings.TOLLWAY_AGGREGATE_SETTLE_S
+            + settings.TOLLWAY_USAGE_FLUSH_INTERVAL_S
+        ),
     }
 
 
@@ -77,9 +87,9 @@ def finance_dashboard(request):
     context = _dashboard_context(filters, dashboard="finance") | {
         "totals": totals,
         "shown": {
-            "cost": usd(totals.cost_usd, max_places=2),
-            "saved": usd(totals.saved_usd, max_places=2),
-            "per_1k": usd(totals.cost_per_1k_requests, max_places=4) if totals.requests else "—",
+            "cost": dollars(totals.cost_usd),
+            "saved": dollars(totals.saved_usd),
+            "per_1k": dollars(totals.cost_per_1k_requests) if totals.requests else "—",
             "requests": f"{totals.requests:,}",
         },
         "top_teams": finance.top_teams(filters),
@@ -99,9 +109,10 @@ def finance_dashboard(request):
 def finance_data(request):
     filters = filters_from(request.user, request.GET)
     cost = finance.cost_over_time(filters, stack=_stack(request))
+    axis = figures.TimeAxis.of(filters)
     payload = {
-        "cost": figures.cost_over_time(cost, granularity=filters.granularity),
-        "savings": figures.savings_over_time(cost),
+        "cost": figures.cost_over_time(cost, axis=axis),
+        "savings": figures.savings_over_time(cost, axis=axis),
         "budgets": {
             str(budget.pk): figures.burn_down(budgets.burn_down(budget))
             for budget in budgets.budgets_in_scope(filters)[:MAX_BUDGETS]
@@ -131,12 +142,15 @@ def operator_data(request):
     filters = filters_from(request.user, request.GET)
     points = operations.traffic_over_time(filters)
     per_deployment = operations.latency_over_time(filters)
+    axis = figures.TimeAxis.of(filters)
     payload = {
-        "throughput": figures.throughput(points),
-        "rates": figures.rates(points),
-        "errors": figures.errors_by_type(operations.errors_by_type(filters)),
-        "latency": figures.latency_per_deployment(per_deployment, measure="latency_p95_ms", label="Latency p95"),
-        "ttfb": figures.latency_per_deployment(per_deployment, measure="ttfb_p95_ms", label="TTFB p95"),
+        "throughput": figures.throughput(points, axis=axis),
+        "rates": figures.rates(points, axis=axis),
+        "errors": figures.errors_by_type(operations.errors_by_type(filters), axis=axis),
+        "latency": figures.latency_per_deployment(
+            per_deployment, measure="latency_p95_ms", label="Latency p95", axis=axis
+        ),
+        "ttfb": figures.latency_per_deployment(per_deployment, measure="ttfb_p95_ms", label="TTFB p95", axis=axis),
         "is_empty": not points,
         "granularity": filters.granularity,
     }
@@ -158,9 +172,9 @@ def chargeback_report(request):
         extra["team"] = str(filters.team.pk)
     context = _dashboard_context(filters, dashboard="chargeback") | {
         "report": report,
-        "rows": [row | {"cost": usd(row["cost_usd"], max_places=4)} for row in report.rows],
-        "total_cost": usd(report.total.cost_usd, max_places=4),
-        "total_saved": usd(report.total.saved_usd, max_places=4),
+        "rows": [row | {"cost": dollars(row["cost_usd"])} for row in report.rows],
+        "total_cost": dollars(report.total.cost_usd),
+        "total_saved": dollars(report.total.saved_usd),
         "month": month,
         "previous_month": f"{previous:%Y-%m}",
         "next_month": f"{following:%Y-%m}" if following <= this_month else "",

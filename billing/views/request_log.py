@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.utils import timezone
 
 from billing.dashboards import request_log
+from billing.dashboards.money import dollars
 from billing.dashboards.scope import scope_of
 from portal.models import Team
 from portal.views.rendering import render_page, usd
@@ -20,7 +21,7 @@ def request_list(request):
     search = request_log.search_from(scope, request.GET, now=timezone.now())
     page = request_log.page_of(request_log.search_records(scope, search))
     for record in page.records:
-        record.cost = usd(record.cost_usd)
+        record.cost = dollars(record.cost_usd)
     teams = Team.objects.select_related("tenant").filter(scope.q(tenant_field="tenant_id", team_field="pk"))
     context = {
         "search": search,

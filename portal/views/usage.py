@@ -4,9 +4,11 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from billing.dashboards import model_names
+from billing.dashboards.money import dollars
 from billing.models import UsageRecord
 from portal import roles
-from portal.views.rendering import paginate, render_page, usd
+from portal.views.rendering import paginate, render_page
 
 PERIOD = timedelta(days=30)
 _TOTALS = {
@@ -20,7 +22,7 @@ _TOTALS = {
 
 def _present(row: dict) -> dict:
     row = {key: row.get(key) or 0 for key in _TOTALS} | {k: v for k, v in row.items() if k not in _TOTALS}
-    row["cost"] = usd(row["cost_usd"])
+    row["cost"] = dollars(row["cost_usd"])  # the dashboards' rule: $0.0042, $12.34
     row["tokens"] = row["prompt_tokens"] + row["completion_tokens"]
     # Counts as people read them (103,460); the numbers stay numbers for anything that computes with them.
     row["shown"] = {
@@ -40,8 +42,10 @@ def usage(request):
     }
     for team in page:
         team.usage = _present(per_team.get(team.pk, {}))
+    # Grouped as the dashboards group them: calls to models the catalogue doesn't know are one entry.
+    by_model = records.annotate(shown_alias=model_names.shown_model()).values("shown_alias").annotate(**_TOTALS)
     by_alias = [
-        _present(row) for row in records.values("alias").annotate(**_TOTALS).order_by("-cost_usd", "-requests")[:10]
+        _present(row) | {"alias": row["shown_alias"]} for row in by_model.order_by("-cost_usd", "-requests")[:10]
     ]
     context = {
         "teams": page,

@@ -10,7 +10,7 @@ from billing import services as billing_services
 from billing import usage_writer
 from billing.ledger import admission, alerts
 from billing.outbox import Outbox
-from config import db_thread
+from config import db_thread, embedded_beat
 from routing import snapshot_loader
 from routing.observability import readiness
 from routing.providers import http
@@ -45,10 +45,12 @@ class Gateway:
         self._refresher = asyncio.get_running_loop().create_task(
             snapshot_loader.refresh_forever(), name="snapshot-refresher"
         )
+        embedded_beat.start()  # aggregation, retention, reconcile when there is no broker
         # Long-lived startup objects never need collecting; freezing them shortens GC pauses (p99).
         gc.freeze()
 
     async def stop(self) -> None:
+        await asyncio.to_thread(embedded_beat.stop)
         if self._refresher is not None:
             self._refresher.cancel()
         # Settle what finished requests reserved before their records are flushed and the process exits.

@@ -12,9 +12,10 @@
     element.classList.add("chart-empty");
   }
 
+  // A zero is a point (no errors in an hour, a free model): only a figure without any value is "no data".
   function hasPoints(figure) {
     return figure && figure.data && figure.data.some(function (trace) {
-      return (trace.y || []).some(function (value) { return value !== null && value !== 0; });
+      return (trace.y || []).some(function (value) { return value !== null && value !== undefined; });
     });
   }
 
