@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from billing import budgets
-from billing.aggregation import aggregate_pending
+from billing.aggregation import aggregate_bucket, aggregate_pending
 from billing.models import Budget, UsageRecord
 from tests.billing.factories import UsageRecordFactory
 from tests.portal.factories import token_client
@@ -101,3 +101,17 @@ def test_the_spend_definition_counts_each_record_once_whether_aggregated_or_not(
     # And it still holds once retention has purged the raw records of aggregated hours.
     raw.delete()
     assert budgets.recorded_spend(budget, start, end) == (Decimal("3.75"), 15)
+
+
+def test_a_record_folded_into_its_hour_after_the_last_full_run_is_counted_once(world):
+    # The cursor of the last full run is behind the record, but its hour was recomputed since (as a concurrent
+    # worker does): the hourly aggregate holds it, so the raw side must not count it again.
+    now = timezone.now()
+    budget = Budget(tenant=world.tenant, scope="team", target_id=world.team.pk, period="monthly")
+    start, end = budgets.current_period(budget)
+    hour = max(start, now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1))
+    aggregate_pending(now=now)
+    UsageRecordFactory(tenant=world.tenant, team=world.team, created_at=hour, cost_usd=Decimal("0.3"), stored_at=now)
+    aggregate_bucket("hour", hour, now=now + timedelta(minutes=1))
+
+    assert budgets.recorded_spend(budget, start, end) == (Decimal("0.3"), 9)
