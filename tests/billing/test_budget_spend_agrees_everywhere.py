@@ -1,6 +1,7 @@
 """A budget's spend is one figure: the finance card, its burn-down chart and /api/v1/budgets/ show the recorded
 spend of the budget's scope over its whole period, including what was spent before the budget was created."""
 
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 
@@ -24,11 +25,11 @@ def world():
     return build_world()
 
 
-def spend_before_the_budget(world, costs_and_tokens):
+def spend_before_the_budget(world, costs_and_tokens, *, period="monthly"):
     """Records of this period made before any budget exists: the first half folded into aggregates, the rest
     still raw (newer than the last aggregation)."""
     now = timezone.now()
-    start, _ = budgets.current_period(Budget(period="monthly"))
+    start, _ = budgets.current_period(Budget(period=period))
     created_at = start + (now - start) / 2
     half = len(costs_and_tokens) // 2
     for cost, tokens in costs_and_tokens[:half]:
@@ -115,3 +116,42 @@ def test_a_record_folded_into_its_hour_after_the_last_full_run_is_counted_once(w
     aggregate_bucket("hour", hour, now=now + timedelta(minutes=1))
 
     assert budgets.recorded_spend(budget, start, end) == (Decimal("0.3"), 9)
+
+
+@contextmanager
+def held_in_flight(budget: Budget, usd: Decimal):
+    """What a call still running holds against the budget, in whichever store the ledger uses now (a Redis
+    counter is removed afterwards: the ledger's own tests scan every counter in the database)."""
+    from billing.ledger.counters import usd_to_ticks
+    from billing.ledger.stores import KEY_PREFIX
+    from billing.models import BudgetCounter
+
+    start, _ = budgets.current_period(budget)
+    if budgets.current_spend(budget)["source"] != "redis":
+        BudgetCounter.objects.create(budget=budget, period_start=start, reserved_usd=usd)
+        yield
+        return
+    key = KEY_PREFIX + budgets.counter_keys(budget, start)[0]
+    budgets.redis_client().hset(key, mapping={"s": 0, "r": usd_to_ticks(usd)})
+    try:
+        yield
+    finally:
+        budgets.redis_client().delete(key)
+
+
+def test_what_calls_in_flight_hold_is_shown_beside_the_spend_never_in_it(client, world):
+    spend_before_the_budget(world, [(Decimal("0.5"), 1), (Decimal("0.25"), 1)], period="daily")
+    admin = world.users["tenant_admin"]
+    budget = budgets.create_budget(
+        tenant=world.tenant, created_by=admin, scope="team", target_id=world.team.pk, period="daily",
+        limit_usd=Decimal("2"), thresholds=[100],
+    )  # fmt: skip
+
+    with held_in_flight(budget, Decimal("0.125")):
+        card, chart_last, rest = three_readings(client, admin, budget)
+        page = client.get(FINANCE).content.decode()
+
+    assert (card.spent, card.reserved) == (Decimal("0.75"), Decimal("0.125"))
+    assert (rest["spent_usd"], rest["reserved_usd"]) == ("0.7500000000", "0.1250000000")
+    assert chart_last == 0.75
+    assert 'data-testid="budget-reserved">$0.125 held by calls still running' in page
