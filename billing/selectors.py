@@ -57,9 +57,6 @@ class BudgetSpend:
     reserved_usd: Decimal
     reserved_tokens: int
 
-    def spent(self, unit: str) -> Decimal:
-        return self.spent_usd if unit == "usd" else Decimal(self.spent_tokens)
-
 
 def budget_spend(budget: Budget, *, now: datetime | None = None) -> BudgetSpend:
     """The budget's spend in the period containing `now` (the current one by default)."""
