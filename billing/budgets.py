@@ -2,6 +2,7 @@
 the usage records. Enforcement itself is admission control (billing/ledger)."""
 
 import logging
+from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -10,11 +11,13 @@ import httpx
 from celery import shared_task
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Exists, F, OuterRef, Sum
+from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
+from billing.aggregation import CURSOR_GRANULARITY, CURSOR_START
 from billing.ledger.counters import Counter, budget_counter_key, budget_period, ticks_to_usd, usd_to_ticks
-from billing.models import Budget, BudgetAlert, BudgetCounter, UsageRecord
+from billing.models import AggregatedBucket, Budget, BudgetAlert, BudgetCounter, UsageAggregate, UsageRecord
 from portal.models import APIKey, Membership, Subscription, Team, Tenant
 from portal.services import audit
 from routing.models import ModelAlias
@@ -58,6 +61,50 @@ def update_budget(*, budget: Budget, actor, **fields) -> Budget:
     budget.save()
     audit.record(tenant=budget.tenant, actor=actor, action="budget.updated", target=budget, details=describe(budget))
     return budget
+
+
+def deactivate_budget(*, budget: Budget, actor) -> Budget:
+    """Stop enforcing and showing a budget; its history (counters, alerts, audit) stays. Editing it back to
+    active resumes it, with the period's spend so far counting."""
+    budget.is_active = False
+    budget.save(update_fields=["is_active", "updated_at"])
+    audit.record(
+        tenant=budget.tenant, actor=actor, action="budget.deactivated", target=budget, details=describe(budget)
+    )
+    return budget
+
+
+def subscription_budget(subscription: Subscription) -> Budget | None:
+    """The subscription's own monthly budget (the one approval sets), if it has an active one."""
+    return (
+        Budget.objects.filter(
+            scope=Budget.Scope.SUBSCRIPTION, target_id=subscription.pk, period=Budget.Period.MONTHLY, is_active=True
+        )
+        .order_by("pk")
+        .first()
+    )
+
+
+def set_subscription_budget(*, subscription: Subscription, limit_usd: Decimal | None, actor) -> Budget | None:
+    """Give the subscription a blocking monthly budget of `limit_usd`, change the one it has, or (None)
+    deactivate it. Audited like every budget change; nothing is written when nothing changes."""
+    current = subscription_budget(subscription)
+    if limit_usd is None:
+        return deactivate_budget(budget=current, actor=actor) if current else None
+    if current is None:
+        return create_budget(
+            tenant=subscription.team.tenant,
+            created_by=actor,
+            scope=Budget.Scope.SUBSCRIPTION,
+            target_id=subscription.pk,
+            period=Budget.Period.MONTHLY,
+            limit_usd=limit_usd,
+            thresholds=[80, 100],
+            action=Budget.Action.BLOCK,
+        )
+    if current.limit_usd == limit_usd:
+        return current
+    return update_budget(budget=current, actor=actor, limit_usd=limit_usd)
 
 
 def validate(budget: Budget) -> None:
@@ -105,19 +152,67 @@ def current_period(budget: Budget, *, now: float | None = None) -> tuple[datetim
     return datetime.fromtimestamp(start, tz=UTC), datetime.fromtimestamp(end, tz=UTC)
 
 
-def records_of(budget: Budget):
-    field = {"tenant": "tenant_id", "team": "team_id", "key": "api_key_id", "subscription": "subscription_id"}
-    return UsageRecord.objects.filter(**{field[budget.scope]: budget.target_id})
+# The usage-record column that names each scope's target, in records and in aggregates alike.
+SCOPE_FIELD = {"tenant": "tenant_id", "team": "team_id", "key": "api_key_id", "subscription": "subscription_id"}
+HOUR = UsageAggregate.Granularity.HOUR
+# How spend is grouped: per hour (a daily budget's curve), per day (a monthly one's), per key (the keys table).
+_GROUPS = {
+    "hour": (F("bucket_start"), TruncHour("created_at", tzinfo=UTC)),
+    "day": (TruncDay("bucket_start", tzinfo=UTC), TruncDay("created_at", tzinfo=UTC)),
+    "key": (F("api_key_id"), F("api_key_id")),
+}
+
+
+def recorded_spend_by(*, where: dict, start: datetime, end: datetime, per: str) -> dict:
+    """What the usage records say was spent in [start, end) by the records matching `where` (e.g.
+    {"team_id": 3}), as {group: (usd, tokens)} per hour, day or key. The one definition of spend: budget
+    cards, burn-down charts, /api/v1/budgets/, the keys table and the ledger's catch-up all read it.
+
+    Hours already aggregated are read from their hourly aggregates (cheap, and still there after retention
+    purged the raw records); the rest from the raw records no aggregate counts yet. An hour's aggregates count
+    exactly its records stored before its computed_at (billing/aggregation.py), so a record is read from one
+    side or the other, never both. Aggregates are read first: an aggregation run between the two reads can only
+    make this one miss a moment's records (they show on the next read), never count them twice.
+    """
+    totals: dict = defaultdict(lambda: [Decimal(0), 0])
+    of_aggregates, of_records = _GROUPS[per]
+    measures = {"usd": Sum("cost_usd"), "prompt": Sum("prompt_tokens"), "completion": Sum("completion_tokens")}
+    hours = UsageAggregate.objects.filter(granularity=HOUR, bucket_start__gte=start, bucket_start__lt=end, **where)
+    cursor = (
+        AggregatedBucket.objects.filter(granularity=CURSOR_GRANULARITY, bucket_start=CURSOR_START)
+        .values_list("computed_at", flat=True)
+        .first()
+    )
+    # Below the aggregation cursor every record is in an aggregate, so only records stored since are scanned.
+    covered = AggregatedBucket.objects.filter(
+        granularity=HOUR, bucket_start=OuterRef("hour"), computed_at__gt=OuterRef("stored_at")
+    )
+    not_yet_aggregated = (
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, stored_at__gte=cursor or CURSOR_START)
+        .filter(**where)
+        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .exclude(Exists(covered))
+    )
+    for rows, group in ((hours, of_aggregates), (not_yet_aggregated, of_records)):
+        for row in rows.annotate(group=group).values("group").annotate(**measures).order_by():
+            amount = totals[row["group"]]
+            amount[0] += Decimal(row["usd"] or 0).quantize(Decimal("1e-10"))
+            amount[1] += (row["prompt"] or 0) + (row["completion"] or 0)
+    return {group: (usd, tokens) for group, (usd, tokens) in totals.items()}
+
+
+def spend_per_bucket(budget: Budget, start: datetime, end: datetime) -> list[tuple[datetime, Decimal, int]]:
+    """The budget's recorded spend in [start, end) per hour (daily budgets) or per day (monthly), oldest first."""
+    per = "hour" if budget.period == Budget.Period.DAILY else "day"
+    grouped = recorded_spend_by(where={SCOPE_FIELD[budget.scope]: budget.target_id}, start=start, end=end, per=per)
+    return [(bucket, usd, tokens) for bucket, (usd, tokens) in sorted(grouped.items())]
 
 
 def recorded_spend(budget: Budget, start: datetime, end: datetime) -> tuple[Decimal, int]:
-    """What the usage records say the budget's target spent in [start, end)."""
-    totals = (
-        records_of(budget)
-        .filter(created_at__gte=start, created_at__lt=end)
-        .aggregate(cost=Sum("cost_usd"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
-    )
-    return totals["cost"] or Decimal(0), (totals["prompt"] or 0) + (totals["completion"] or 0)
+    """What the usage records say the budget's target spent in [start, end): the sum of spend_per_bucket, so
+    the card and the last point of the chart are the same number."""
+    buckets = spend_per_bucket(budget, start, end)
+    return sum((usd for _, usd, _ in buckets), Decimal(0)), sum(tokens for _, _, tokens in buckets)
 
 
 def counter_keys(budget: Budget, start: datetime) -> tuple[str, str]:

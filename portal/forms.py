@@ -1,6 +1,7 @@
 """Console forms. They validate input and offer only choices the user may pick; services do the writing."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 from django import forms
 from django.db.models import QuerySet
@@ -193,3 +194,95 @@ class NewProductForm(forms.Form):
                 raise forms.ValidationError("Choose one of your organisations.")
             return None
         return self._tenants[value]
+
+
+class BudgetForm(forms.Form):
+    """A budget as /api/v1/budgets/ takes it. The target is one choice, "scope:id", among the tenants, teams,
+    keys and subscriptions the user administers; billing.budgets validates the rest beside its field."""
+
+    target = forms.ChoiceField(label="Applies to", help_text="An organisation, a team, one key or one subscription.")
+    period = forms.ChoiceField(
+        choices=[("monthly", "Monthly"), ("daily", "Daily")],
+        help_text="A UTC calendar month or day. It covers the whole period: spend before the budget was made counts.",
+    )
+    limit_usd = forms.DecimalField(
+        required=False, max_digits=20, decimal_places=10, label="Limit (USD)", help_text="Set this, tokens, or both."
+    )
+    limit_tokens = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1, label="Limit (tokens)")
+    action = forms.ChoiceField(
+        choices=[("block", "Block calls"), ("downgrade", "Downgrade to another model")],
+        label="At 100%",
+        help_text="Blocked calls get HTTP 429 until the period ends; downgraded ones go to the alias below.",
+    )
+    downgrade_alias = forms.ChoiceField(required=False, label="Downgrade to")
+    thresholds = forms.CharField(
+        required=False,
+        max_length=200,
+        initial="80, 100",
+        label="Notify at (%)",
+        help_text="Whole percentages, comma-separated: admins and finance (and team owners) hear when each is crossed.",
+    )
+    webhook_url = forms.URLField(required=False, max_length=500, label="Webhook URL")
+    is_active = forms.BooleanField(required=False, initial=True, label="Active (enforced and shown on dashboards)")
+
+    def __init__(self, *args, targets: list[tuple[str, list[tuple[str, str]]]], aliases: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["target"].choices = targets
+        self._targets = {value for _, options in targets for value, _ in options}
+        self.fields["downgrade_alias"].choices = [("", "—")] + [(name, name) for name in aliases]
+
+    def clean_target(self) -> tuple[str, int]:
+        value = self.cleaned_data["target"]
+        if value not in self._targets:
+            raise forms.ValidationError("Choose one of the listed targets.")
+        scope, target_id = value.split(":")
+        return scope, int(target_id)
+
+    def clean_thresholds(self) -> list[int]:
+        text = self.cleaned_data["thresholds"].replace(";", ",")
+        try:
+            return [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise forms.ValidationError("Whole percentages separated by commas, e.g. 50, 80, 100.") from None
+
+    def budget_fields(self) -> dict:
+        """The cleaned values as billing.budgets.create_budget / update_budget take them."""
+        data = self.cleaned_data
+        scope, target_id = data["target"]
+        return {
+            "scope": scope,
+            "target_id": target_id,
+            "period": data["period"],
+            "limit_usd": data["limit_usd"],
+            "limit_tokens": data["limit_tokens"],
+            "action": data["action"],
+            "downgrade_alias": data["downgrade_alias"],
+            "thresholds": data["thresholds"],
+            "webhook_url": data["webhook_url"],
+            "is_active": data["is_active"],
+        }
+
+
+class QuotaForm(forms.Form):
+    """A subscription's RPM/TPM and monthly budget, set by an admin when approving or later. Empty RPM/TPM
+    follow the product's defaults; an empty budget means the subscription has no budget of its own."""
+
+    rpm_limit = forms.IntegerField(required=False, min_value=1, max_value=2**31 - 1, label="Requests per minute")
+    tpm_limit = forms.IntegerField(required=False, min_value=1, max_value=2**31 - 1, label="Tokens per minute")
+    monthly_budget_usd = forms.DecimalField(
+        required=False,
+        min_value=Decimal("0.0000000001"),
+        max_digits=20,
+        decimal_places=10,
+        label="Monthly budget (USD)",
+    )
+
+    def __init__(self, *args, product: Product, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, default in (("rpm_limit", product.default_rpm), ("tpm_limit", product.default_tpm)):
+            shown = f"{default:,}" if default else "no limit"
+            self.fields[name].help_text = f"Empty: the product's default ({shown})."
+            self.fields[name].widget.attrs["placeholder"] = str(default or "")
+        self.fields[
+            "monthly_budget_usd"
+        ].help_text = "Calls are refused (429) once the subscription spends this in a calendar month. Empty: no budget."

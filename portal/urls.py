@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from portal.views import catalogue, home, inbox, keys, playground, subscriptions, teams, usage
+from portal.views import budgets, catalogue, home, inbox, keys, playground, subscriptions, teams, usage
 
 app_name = "console"
 
@@ -24,6 +24,11 @@ urlpatterns = [
     path("subscriptions/<int:subscription_id>/reject/", subscriptions.reject, name="subscription-reject"),
     path("subscriptions/<int:subscription_id>/suspend/", subscriptions.suspend, name="subscription-suspend"),
     path("subscriptions/<int:subscription_id>/resume/", subscriptions.resume, name="subscription-resume"),
+    path("subscriptions/<int:subscription_id>/quota/", subscriptions.change_quota, name="subscription-quota"),
+    path("budgets/", budgets.budget_list, name="budgets"),
+    path("budgets/new/", budgets.new_budget, name="budget-new"),
+    path("budgets/<int:budget_id>/", budgets.edit_budget, name="budget"),
+    path("budgets/<int:budget_id>/deactivate/", budgets.deactivate_budget, name="budget-deactivate"),
     path("playground/", playground.playground, name="playground"),
     path("usage/", usage.usage, name="usage"),
     path("inbox/", inbox.inbox, name="inbox"),

@@ -1,6 +1,8 @@
 """/api/v1/budgets/: budgets per tenant, team, key or subscription. Reading one shows the current period's
-`spent_usd` and `reserved_usd` from the store that enforces it. Tenant and platform admins create and change
-budgets; finance and team members read them."""
+`spent_usd`/`spent_tokens` (the recorded spend of its scope over the whole period, spend from before the budget
+existed included: the same figure as the console's budget card and chart) and `reserved_usd`/`reserved_tokens`
+(what calls still running hold, from the ledger's counters; not part of spent). Tenant and platform admins
+create and change budgets; finance and team members read them."""
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -51,29 +53,29 @@ class BudgetSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "tenant", "created_at"]
         extra_kwargs = {"limit_usd": {"coerce_to_string": True}}
 
-    def _spend(self, budget: Budget) -> dict:
+    def _spend(self, budget: Budget) -> selectors.BudgetSpend:
         cache = self.context.setdefault("spend", {})
         if budget.pk not in cache:
-            cache[budget.pk] = budgets.current_spend(budget)
+            cache[budget.pk] = selectors.budget_spend(budget)
         return cache[budget.pk]
 
     def get_spent_usd(self, budget) -> str:
-        return f"{self._spend(budget)['spent_usd']:.10f}"  # "0.0000000000", never "0" or "0E-10"
+        return f"{self._spend(budget).spent_usd:.10f}"  # "0.0000000000", never "0" or "0E-10"
 
     def get_reserved_usd(self, budget) -> str:
-        return f"{self._spend(budget)['reserved_usd']:.10f}"
+        return f"{self._spend(budget).reserved_usd:.10f}"
 
     def get_spent_tokens(self, budget) -> int:
-        return self._spend(budget)["spent_tokens"]
+        return self._spend(budget).spent_tokens
 
     def get_reserved_tokens(self, budget) -> int:
-        return self._spend(budget)["reserved_tokens"]
+        return self._spend(budget).reserved_tokens
 
     def get_period_start(self, budget) -> str:
-        return self._spend(budget)["period_start"].isoformat()
+        return self._spend(budget).period_start.isoformat()
 
     def get_period_end(self, budget) -> str:
-        return self._spend(budget)["period_end"].isoformat()
+        return self._spend(budget).period_end.isoformat()
 
 
 class BudgetViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):

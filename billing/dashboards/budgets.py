@@ -1,39 +1,23 @@
 """Budget burn-down: spend so far in the current period, its curve, and a straight-line forecast to the period's end.
 
-Spend so far comes from the budget's counter (kept current by the ledger) when the period has one, else from
-the aggregates; the curve always comes from the aggregates, which lag the counter by up to one aggregation run.
+Spend and its curve are one reading of billing.budgets.spend_per_bucket, the definition of spend that the REST
+API and the ledger use too: the curve's last point is the card's figure. It counts the whole period, spend from
+before the budget was created included.
 """
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Q, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 from django.utils import timezone
 
+from billing import budgets as budget_rules
 from billing.dashboards.scope import Filters
-from billing.models import Budget, BudgetCounter, UsageAggregate
+from billing.models import Budget
 from portal.models import APIKey, Subscription, Team
 
 ZERO = Decimal(0)
-TARGET_FIELD = {
-    Budget.Scope.TENANT: "tenant_id",
-    Budget.Scope.TEAM: "team_id",
-    Budget.Scope.KEY: "api_key_id",
-    Budget.Scope.SUBSCRIPTION: "subscription_id",
-}
-
-
-def period_bounds(period: str, now: datetime) -> tuple[datetime, datetime]:
-    """The UTC day or month containing `now`, as [start, end)."""
-    now = now.astimezone(UTC)
-    if period == Budget.Period.DAILY:
-        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        return start, start + timedelta(days=1)
-    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    return start, end
 
 
 def budgets_in_scope(filters: Filters):
@@ -73,6 +57,7 @@ class BurnDown:
     spent: Decimal
     times: list[datetime] = field(default_factory=list)  # end of each bucket with usage
     cumulative: list[Decimal] = field(default_factory=list)
+    reserved: Decimal = ZERO  # held by calls still running (the ledger's counter), not part of `spent`
 
     @property
     def elapsed_fraction(self) -> float:
@@ -103,38 +88,19 @@ class BurnDown:
         return float(self.spent / self.limit * 100) if self.limit else None
 
 
-def _counter_spend(budget: Budget, period_start: datetime, unit: str) -> Decimal | None:
-    counter = BudgetCounter.objects.filter(budget=budget, period_start=period_start).first()
-    if counter is None:
-        return None
-    return counter.spent_usd if unit == "usd" else Decimal(counter.spent_tokens)
-
-
 def burn_down(budget: Budget, *, now: datetime | None = None) -> BurnDown:
     now = now or timezone.now()
-    start, end = period_bounds(budget.period, now)
+    start, end = budget_rules.current_period(budget, now=now.timestamp())
     unit = "usd" if budget.limit_usd is not None else "tokens"
     limit = budget.limit_usd if unit == "usd" else Decimal(budget.limit_tokens or 0)
-    granularity = UsageAggregate.Granularity.HOUR if budget.period == Budget.Period.DAILY else "day"
-    measure = Sum("cost_usd") if unit == "usd" else Sum("prompt_tokens") + Sum("completion_tokens")
-    rows = (
-        UsageAggregate.objects.filter(
-            granularity=granularity,
-            bucket_start__gte=start,
-            bucket_start__lt=end,
-            **{TARGET_FIELD[budget.scope]: budget.target_id},
-        )
-        .values("bucket_start")
-        .annotate(amount=Coalesce(measure, ZERO) if unit == "usd" else Coalesce(measure, 0))
-        .order_by("bucket_start")
-    )
-    step = timedelta(hours=1) if granularity == UsageAggregate.Granularity.HOUR else timedelta(days=1)
+    step = timedelta(hours=1) if budget.period == Budget.Period.DAILY else timedelta(days=1)
     times, cumulative, running = [start], [ZERO], ZERO
-    for row in rows:
-        running += Decimal(row["amount"] or 0)
-        times.append(min(row["bucket_start"] + step, now))
+    for bucket, usd, tokens in budget_rules.spend_per_bucket(budget, start, end):
+        running += usd if unit == "usd" else Decimal(tokens)
+        times.append(min(bucket + step, now))
         cumulative.append(running)
-    counted = _counter_spend(budget, start, unit)
+    in_flight = budget_rules.current_spend(budget)
+    reserved = in_flight["reserved_usd"] if unit == "usd" else Decimal(in_flight["reserved_tokens"])
     return BurnDown(
         budget=budget,
         unit=unit,
@@ -142,9 +108,10 @@ def burn_down(budget: Budget, *, now: datetime | None = None) -> BurnDown:
         period_start=start,
         period_end=end,
         now=now,
-        spent=counted if counted is not None else running,
+        spent=running,
         times=times,
         cumulative=cumulative,
+        reserved=reserved if in_flight["period_start"] == start else ZERO,
     )
 
 

@@ -1,13 +1,16 @@
 """The subscription life cycle: pending → active | rejected; active ⇄ suspended. Every transition is audited
 and notified. The gateway sees the result on its next snapshot (the same bound as key revocation)."""
 
+from dataclasses import dataclass
+from decimal import Decimal
+
 from django.db import transaction
 from django.utils import timezone
 
 from portal import roles
 from portal.errors import InvalidInput, InvalidTransition, NotAllowed
 from portal.models import Membership, Product, Subscription, Team
-from portal.services import audit
+from portal.services import audit, limits
 
 Status = Subscription.Status
 _TRANSITIONS = {
@@ -16,6 +19,16 @@ _TRANSITIONS = {
     "suspend": ({Status.ACTIVE}, Status.SUSPENDED, "suspended"),
     "resume": ({Status.SUSPENDED}, Status.ACTIVE, "resumed"),
 }
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What an admin sets on a subscription: RPM/TPM overrides (None follows the product's defaults) and its
+    own monthly budget in USD (None: no budget of its own)."""
+
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    monthly_budget_usd: Decimal | None = None
 
 
 def _admins_of(tenant):
@@ -65,7 +78,15 @@ def request_subscription(
     return subscription
 
 
-def _move(subscription: Subscription, transition: str, *, actor, reason: str, actor_label: str = "") -> Subscription:
+def _move(
+    subscription: Subscription,
+    transition: str,
+    *,
+    actor,
+    reason: str,
+    actor_label: str = "",
+    quota: Quota | None = None,
+) -> Subscription:
     allowed_from, to_status, verb = _TRANSITIONS[transition]
     # Lock the row: two admins deciding at once must not both win.
     subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
@@ -86,7 +107,10 @@ def _move(subscription: Subscription, transition: str, *, actor, reason: str, ac
         details={"product": subscription.product.name, "team": subscription.team.name},
     )
     if transition == "approve":
-        _apply_product_budget(subscription)
+        if quota is None:
+            _apply_product_budget(subscription, actor=actor)
+        else:
+            _apply_quota(subscription, quota, actor=actor)
     recipients = {*_team_owners(subscription.team), subscription.requested_by}
     audit.notify(
         users=recipients,
@@ -97,24 +121,51 @@ def _move(subscription: Subscription, transition: str, *, actor, reason: str, ac
     return subscription
 
 
-def _apply_product_budget(subscription: Subscription) -> None:
+def _apply_product_budget(subscription: Subscription, *, actor) -> None:
     """A product's monthly budget becomes the new subscription's own hard budget (admins may change it later)."""
-    from billing.models import Budget
+    from billing import budgets
 
-    product = subscription.product
-    if product.monthly_budget_usd is None:
-        return
-    Budget.objects.get_or_create(
-        scope=Budget.Scope.SUBSCRIPTION,
-        target_id=subscription.pk,
-        period=Budget.Period.MONTHLY,
-        defaults={
-            "tenant": subscription.team.tenant,
-            "limit_usd": product.monthly_budget_usd,
-            "thresholds": [80, 100],
-            "action": Budget.Action.BLOCK,
-        },
-    )
+    if subscription.product.monthly_budget_usd is not None:
+        budgets.set_subscription_budget(
+            subscription=subscription, limit_usd=subscription.product.monthly_budget_usd, actor=actor
+        )
+
+
+def _apply_quota(subscription: Subscription, quota: Quota, *, actor) -> None:
+    from billing import budgets
+
+    changes = {
+        name: getattr(quota, name)
+        for name in limits.RATE_LIMIT_FIELDS
+        if getattr(quota, name) != getattr(subscription, name)
+    }
+    if changes:
+        limits.set_rate_limits(target=subscription, changes=changes, changed_by=actor)
+    budgets.set_subscription_budget(subscription=subscription, limit_usd=quota.monthly_budget_usd, actor=actor)
+
+
+@transaction.atomic
+def set_subscription_quota(*, subscription: Subscription, quota: Quota, changed_by) -> Subscription:
+    """Change an approved subscription's RPM/TPM and monthly budget (each change audited)."""
+    if not roles.can_approve(changed_by, subscription.team.tenant):
+        raise NotAllowed("only tenant or platform admins can change a subscription's quota")
+    subscription = Subscription.objects.select_for_update().select_related("team__tenant").get(pk=subscription.pk)
+    if subscription.status in (Status.PENDING, Status.REJECTED):
+        raise InvalidTransition(f"a {subscription.status} subscription has no quota to change; approve it first")
+    _apply_quota(subscription, quota, actor=changed_by)
+    subscription.refresh_from_db()
+    return subscription
+
+
+@transaction.atomic
+def approve_subscription(
+    *, subscription: Subscription, decided_by, reason: str = "", quota: Quota | None = None
+) -> Subscription:
+    """Approve a pending request. With a quota, the subscription gets those limits and that monthly budget;
+    without one, the product's defaults (and the product's monthly budget, if it has one)."""
+    if not roles.can_approve(decided_by, subscription.team.tenant):
+        raise NotAllowed("only tenant or platform admins can decide on subscriptions")
+    return _move(subscription, "approve", actor=decided_by, reason=reason, quota=quota)
 
 
 def _decide(transition: str):
@@ -128,7 +179,6 @@ def _decide(transition: str):
     return decide
 
 
-approve_subscription = _decide("approve")
 reject_subscription = _decide("reject")
 suspend_subscription = _decide("suspend")
 resume_subscription = _decide("resume")

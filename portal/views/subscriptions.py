@@ -7,10 +7,14 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from billing import budgets as budget_rules
+from billing import selectors as billing_selectors
+from billing.dashboards.budgets import budget_label
 from portal import roles, selectors, services
 from portal.errors import PortalError
-from portal.forms import DecisionForm, SubscribeForm
+from portal.forms import DecisionForm, QuotaForm, SubscribeForm
 from portal.models import AuditLogEntry, Subscription
+from portal.services import subscriptions as subscription_services
 from portal.views import access
 from portal.views.rendering import as_sentence, paginate, render_page
 
@@ -77,17 +81,59 @@ def approvals(request):
     return render_page(request, "console/approvals.html", context, section="approvals")
 
 
-def _subscription_page(request, subscription, *, form=None, failed_action: str = ""):
+def _quota_initial(subscription) -> dict:
+    """What the quota form starts from: the subscription's own values once approved, else the product's budget."""
+    if subscription.status == Status.PENDING:
+        return {"monthly_budget_usd": subscription.product.monthly_budget_usd}
+    budget = budget_rules.subscription_budget(subscription)
+    return {
+        "rpm_limit": subscription.rpm_limit,
+        "tpm_limit": subscription.tpm_limit,
+        "monthly_budget_usd": budget.limit_usd if budget else None,
+    }
+
+
+def _spend_context(subscription) -> dict:
+    """What an approver weighs: the team's spend this month and the budgets its calls already count against."""
+    team = subscription.team
+    start, end = billing_selectors.month_bounds()
+    team_usd, team_tokens = billing_selectors.target_spend(scope="team", target_id=team.pk, start=start, end=end)
+    covering = [
+        (budget, budget_label(budget), billing_selectors.budget_spend(budget))
+        for budget in billing_selectors.budgets_covering_team(team=team)
+    ]
+    return {
+        "month_start": start,
+        "team_spend_usd": team_usd,
+        "team_spend_tokens": team_tokens,
+        "team_budgets": covering,
+    }
+
+
+def _subscription_page(request, subscription, *, form=None, failed_action: str = "", quota_form=None):
+    can_decide = roles.can_approve(request.user, subscription.team.tenant)
     context = {
         "subscription": subscription,
-        "can_decide": roles.can_approve(request.user, subscription.team.tenant),
+        "can_decide": can_decide,
         "history": AuditLogEntry.objects.filter(target_type="subscription", target_id=str(subscription.pk))
         .select_related("actor")
         .order_by("created_at", "id"),
         "form": form,
         "failed_action": failed_action,
+        "own_budget": budget_rules.subscription_budget(subscription),
     }
+    if can_decide:
+        context |= _spend_context(subscription)
+        has_quota = subscription.status in (Status.PENDING, Status.ACTIVE, Status.SUSPENDED)
+        if has_quota:
+            context["quota_form"] = quota_form or QuotaForm(
+                initial=_quota_initial(subscription), product=subscription.product
+            )
     return render_page(request, "console/subscription_detail.html", context, section="approvals")
+
+
+def _quota_of(form: QuotaForm) -> subscription_services.Quota:
+    return subscription_services.Quota(**{name: form.cleaned_data.get(name) for name in form.fields})
 
 
 @login_required
@@ -131,7 +177,48 @@ def _decision_view(action: str, *, done: str, reason_required: bool = False):
     return decide
 
 
-approve = _decision_view("approve", done="approved")
+@login_required
+@require_POST
+def approve(request, subscription_id: int):
+    """Approve, with the quota the approver set on the decision page, or the product's defaults from the
+    one-click button of the approvals list (which sends no quota)."""
+    subscription = access.subscription_to_decide(request.user, subscription_id)
+    form = DecisionForm(request.POST)
+    quota_form = QuotaForm(request.POST, product=subscription.product) if "set_quota" in request.POST else None
+    if not form.is_valid() or (quota_form is not None and not quota_form.is_valid()):
+        return _subscription_page(request, subscription, form=form, failed_action="approve", quota_form=quota_form)
+    try:
+        services.approve_subscription(
+            subscription=subscription,
+            decided_by=request.user,
+            reason=form.cleaned_data["reason"],
+            quota=_quota_of(quota_form) if quota_form is not None else None,
+        )
+    except PortalError as exc:
+        messages.error(request, as_sentence(exc))
+    else:
+        messages.success(request, f"{subscription.team.name} → {subscription.product.name}: approved.")
+    return redirect(_next_url(request, reverse("console:approvals")))
+
+
+@login_required
+@require_POST
+def change_quota(request, subscription_id: int):
+    subscription = access.subscription_to_decide(request.user, subscription_id)
+    quota_form = QuotaForm(request.POST, product=subscription.product)
+    if not quota_form.is_valid():
+        return _subscription_page(request, subscription, quota_form=quota_form)
+    try:
+        subscription_services.set_subscription_quota(
+            subscription=subscription, quota=_quota_of(quota_form), changed_by=request.user
+        )
+    except PortalError as exc:
+        messages.error(request, as_sentence(exc))
+    else:
+        messages.success(request, f"Quota of {subscription.team.name} → {subscription.product.name} saved.")
+    return redirect(reverse("console:subscription", args=[subscription.pk]))
+
+
 reject = _decision_view("reject", done="rejected", reason_required=True)
 suspend = _decision_view("suspend", done="suspended")
 resume = _decision_view("resume", done="resumed")

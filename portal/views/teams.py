@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from billing import selectors as billing_selectors
 from portal import roles, selectors, services
 from portal.errors import PortalError
 from portal.forms import GRACE_CHOICES, CreateTeamForm, InviteMemberForm, RotateKeyForm
@@ -75,12 +76,16 @@ def _team_page(request, team, *, invite_form=None):
     )
     keys = paginate(request, _keys_of(team), param="keys")
     now = timezone.now()
+    month_start, month_end = billing_selectors.month_bounds(now)
+    spend = billing_selectors.key_spend(team=team, start=month_start, end=month_end)
     for key in keys:
         key.state = _key_state(key, now)
+        key.spent_usd, key.spent_tokens = spend.get(key.pk, (None, 0))
     context = {
         "team": team,
         "can_manage": roles.can_manage_team(request.user, team),
         "keys": keys,
+        "month_start": month_start,
         "subscriptions": subscriptions.order_by("rank", "-created_at"),
         "members": team.memberships.select_related("user").order_by("role", "user__email"),
         "invitations": team.invitations.filter(accepted_at__isnull=True).order_by("-created_at"),

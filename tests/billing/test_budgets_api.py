@@ -7,6 +7,7 @@ import pytest
 from billing import budgets
 from billing.models import Budget, BudgetCounter
 from portal.models import AuditLogEntry, Membership
+from tests.billing.factories import UsageRecordFactory
 from tests.factories import TeamFactory
 from tests.portal.factories import MembershipFactory, token_client
 
@@ -39,10 +40,13 @@ def test_a_tenant_admin_sets_a_team_budget_and_reads_its_spend(team):
     )
     assert created.json()["thresholds"] == [50, 80, 100]
     assert AuditLogEntry.objects.filter(action="budget.created", target_id=str(budget.pk)).exists()
+    start, _ = budgets.current_period(budget)
+    UsageRecordFactory(tenant=team.tenant, team=team, created_at=start, cost_usd=Decimal("3.25"))
     if budgets.current_spend(budget)["source"] == "database":
-        start, _ = budgets.current_period(budget)
+        # Spent comes from the usage records; the counter's settled figure is the ledger's, its reservations
+        # are what is shown as in flight.
         BudgetCounter.objects.create(
-            budget=budget, period_start=start, spent_usd=Decimal("3.25"), reserved_usd=Decimal("0.047")
+            budget=budget, period_start=start, spent_usd=Decimal("9.99"), reserved_usd=Decimal("0.047")
         )
         read = token_client(admin).get(f"/api/v1/budgets/{budget.pk}").json()
         assert (read["spent_usd"], read["reserved_usd"]) == ("3.2500000000", "0.0470000000")

@@ -281,22 +281,22 @@ def test_a_budget_forecasts_its_period_end_in_a_straight_line_from_its_counter()
     assert round(burn.used_percent) == 40
 
 
-def test_the_burn_down_takes_spend_from_the_counter_and_its_curve_from_daily_aggregates(world):
+def test_the_burn_down_reads_its_spend_and_its_curve_from_the_same_aggregates_never_the_counter(world):
     budget = Budget.objects.create(
         tenant=world.tenant, scope=Budget.Scope.TEAM, target_id=world.team.pk, period=Budget.Period.MONTHLY,
         limit_usd=Decimal("10"),
     )  # fmt: skip
-    usage(world.team, bucket_start=datetime(2026, 11, 1, tzinfo=UTC), cost_usd=Decimal("1"))
-    usage(world.team, bucket_start=datetime(2026, 11, 2, tzinfo=UTC), cost_usd=Decimal("2"))
-    usage(world.other_team, bucket_start=datetime(2026, 11, 2, tzinfo=UTC), cost_usd=Decimal("50"))
+    usage(world.team, granularity="hour", bucket_start=datetime(2026, 11, 1, tzinfo=UTC), cost_usd=Decimal("1"))
+    usage(world.team, granularity="hour", bucket_start=datetime(2026, 11, 2, tzinfo=UTC), cost_usd=Decimal("2"))
+    usage(world.other_team, granularity="hour", bucket_start=datetime(2026, 11, 2, tzinfo=UTC), cost_usd=Decimal("50"))
     now = datetime(2026, 11, 3, 12, tzinfo=UTC)
 
-    from_aggregates = budget_reads.burn_down(budget, now=now)
+    before = budget_reads.burn_down(budget, now=now)
     BudgetCounter.objects.create(budget=budget, period_start=datetime(2026, 11, 1, tzinfo=UTC), spent_usd=4)
-    from_counter = budget_reads.burn_down(budget, now=now)
+    after = budget_reads.burn_down(budget, now=now)
 
-    assert from_aggregates.cumulative == [0, 1, 3] and from_aggregates.spent == 3
-    assert from_counter.spent == 4 and from_counter.cumulative[-1] == 3
+    assert before.cumulative == [0, 1, 3] and before.spent == 3
+    assert after.spent == 3 and after.cumulative[-1] == 3
 
 
 def test_members_see_their_teams_budgets_but_not_the_tenants(client, world):

@@ -5,6 +5,7 @@ anonymous visitors are sent to sign in. A refused action must leave no trace in 
 import pytest
 from django.urls import reverse
 
+from billing.models import Budget
 from portal.models import AuditLogEntry
 from tests.portal.test_console_world import ROLES, build_world
 
@@ -64,6 +65,36 @@ def _subscription_page(w):
     return "get", reverse("console:subscription", args=[w.pending.pk]), {}
 
 
+def _change_quota(w):
+    url = reverse("console:subscription-quota", args=[w.active.pk])
+    return "post", url, {"rpm_limit": "5", "tpm_limit": "", "monthly_budget_usd": ""}
+
+
+def _acme_budget(w) -> Budget:
+    return Budget.objects.create(tenant=w.tenant, scope="team", target_id=w.team.pk, period="daily", limit_usd=1)
+
+
+def _budgets_page(w):
+    return "get", reverse("console:budgets"), {}
+
+
+def _new_budget_page(w):
+    return "get", reverse("console:budget-new"), {}
+
+
+def _create_budget(w):
+    body = {"target": f"team:{w.team.pk}", "period": "monthly", "limit_usd": "5", "action": "block"}
+    return "post", reverse("console:budget-new"), body
+
+
+def _edit_budget_page(w):
+    return "get", reverse("console:budget", args=[_acme_budget(w).pk]), {}
+
+
+def _deactivate_budget(w):
+    return "post", reverse("console:budget-deactivate", args=[_acme_budget(w).pk]), {}
+
+
 #                  anonymous member owner admin finance platform other-tenant-admin
 MATRIX = {
     _team_page: (302, 200, 200, 200, 200, 200, 404),
@@ -78,13 +109,21 @@ MATRIX = {
     _subscribe_page: (302, 403, 200, 200, 403, 200, 404),
     _subscribe: (302, 403, 302, 302, 403, 302, 404),
     _invite: (302, 403, 302, 302, 403, 302, 404),
+    _change_quota: (302, 403, 403, 302, 403, 302, 404),
+    _budgets_page: (302, 200, 200, 200, 200, 200, 200),
+    _new_budget_page: (302, 403, 403, 200, 403, 200, 200),
+    # Another tenant's admin is offered only their own targets: Acme's team is refused beside the field.
+    _create_budget: (302, 403, 403, 302, 403, 302, 200),
+    _edit_budget_page: (302, 403, 403, 200, 403, 200, 404),
+    _deactivate_budget: (302, 403, 403, 302, 403, 302, 404),
 }
 CASES = [
     pytest.param(action, role, expected, id=f"{action.__name__.strip('_')}-{role}")
     for action, statuses in MATRIX.items()
     for role, expected in zip(ROLE_COLUMNS, statuses, strict=True)
 ]
-WRITES = {_approve, _reject, _suspend, _create_key, _revoke_key, _rotate_key, _subscribe, _invite}
+WRITES = {_approve, _reject, _suspend, _create_key, _revoke_key, _rotate_key, _subscribe, _invite, _change_quota}
+WRITES |= {_deactivate_budget}
 
 
 @pytest.mark.parametrize(("action", "role", "expected"), CASES)
