@@ -77,7 +77,8 @@ def demo_key_of(banner: str) -> str:
 def chat_status(port: int, key: str) -> int:
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    return httpx.post(url, json=body, headers={"authorization": f"Bearer {key}"}).status_code
+    # A worker's first chat loads the tokenizer the demo provider counts with: seconds on a busy machine.
+    return httpx.post(url, json=body, headers={"authorization": f"Bearer {key}"}, timeout=30).status_code
 
 
 def make_run_env(tmp_path, **extra: str) -> dict[str, str]:
