@@ -49,6 +49,12 @@ def check_base_url(url: str, *, allow_loopback: bool, allow_private: bool) -> No
             raise UnsafeUpstream(f"base_url resolves to unusable address {address}")
         if address.is_loopback:
             if not allow_loopback:
-                raise UnsafeUpstream(f"base_url resolves to loopback address {address}, which this platform refuses")
+                raise UnsafeUpstream(
+                    f"base_url resolves to loopback address {address}, which this platform refuses"
+                    " (TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS=1 allows it)"
+                )
         elif address.is_private and not allow_private:
-            raise UnsafeUpstream(f"base_url resolves to private address {address}, which this platform refuses")
+            raise UnsafeUpstream(
+                f"base_url resolves to private address {address}, which this platform refuses"
+                " (TOLLWAY_ALLOW_PRIVATE_UPSTREAMS=1 allows it)"
+            )

@@ -25,6 +25,22 @@ export TOLLWAY_PUBLIC_URL=${TOLLWAY_PUBLIC_URL:-http://$url_host:$PORT}
 out=$($PY manage.py bootstrap_demo --gateway-url "http://$url_host:$PORT" "${demo_flag[@]}")
 password=$(sed -n 's/^TOLLWAY_ADMIN_PASSWORD=//p' <<<"$out")
 key=$(sed -n 's/^TOLLWAY_DEMO_KEY=//p' <<<"$out")
+key_state=$(sed -n 's/^TOLLWAY_DEMO_KEY_STATE=//p' <<<"$out")
+key_file=$(sed -n 's/^TOLLWAY_DEMO_KEY_FILE=//p' <<<"$out")
+# The demo key is kept across starts (its secret in $key_file, mode 600), so an exported TOLLWAY_KEY keeps
+# working; when the kept one was revoked or expired, the new key must not pass unnoticed.
+case "$key_state" in
+  kept) key_note="(the same key as last start, kept in $key_file)" ;;
+  new) key_note="(kept in $key_file and reused on every start)" ;;
+  *) key_note="(NEW: the previous demo key was revoked or is no longer valid)" ;;
+esac
+key_warning=""
+if [ "$key_state" = replaced ]; then
+  key_warning="
+  !!! The demo key has CHANGED: the one kept in $key_file was revoked, expired or belongs to another database.
+  !!! Calls with the old key now get 401. Use the new one:   export TOLLWAY_KEY=$key
+"
+fi
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait || true; }
@@ -43,8 +59,8 @@ cat <<MSG
 
   Tollway is starting on http://$url_host:$PORT  (workers: $WORKERS, database: ${DATABASE_URL:-embedded SQLite}, Celery: $celery_mode)
   Console:   http://$url_host:$PORT/console/   login: admin@localhost / $password   (Django admin: /admin/, user admin)
-  Demo key:  $key     (shown once; a new one is issued on every start)
-
+  Demo key:  $key     $key_note
+$key_warning
   curl http://$url_host:$PORT/v1/chat/completions -H "Authorization: Bearer $key" \\
        -H "Content-Type: application/json" -d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}'
 

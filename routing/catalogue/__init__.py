@@ -9,7 +9,8 @@ The format (every section is optional; a field written as null counts as left ou
     providers:
       - name: openai-main              # required; letters, digits, - and _
         kind: openai-compatible        # required; openai | azure-openai | anthropic | gemini | openai-compatible
-        base_url: http://127.0.0.1:9101/v1   # required; a trailing / is dropped; checked by routing/ssrf.py
+        base_url: http://127.0.0.1:9101/v1   # required; a trailing / is dropped; checked by routing/ssrf.py,
+                                       # unless it is the URL already stored for this provider
         api_key: sk-test               # stored encrypted, never exported
         # api_key_env: OPENAI_API_KEY  # or: the environment variable the key is read from at load time
         # api_key_stored: true         # written by export for a stored key; import accepts and ignores it

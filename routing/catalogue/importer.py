@@ -49,9 +49,9 @@ def import_catalogue(*, data: dict, source: str = "<data>") -> ImportReport:
     Raises CatalogueError listing every problem in the file, in which case nothing is written.
     """
     # Values and base URLs are checked before the transaction opens: checking a URL may resolve its host name.
-    checked = check_catalogue(data)
+    checked = check_catalogue(data, stored_base_urls=_stored_base_urls(data))
     with transaction.atomic():
-        errors = checked.errors + _unresolved_references(checked)
+        errors = checked.errors + _unresolved_references(checked) + _moved_base_urls(checked)
         if errors:
             raise CatalogueError(errors, source=source)
         report = ImportReport(source=source)
@@ -59,6 +59,26 @@ def import_catalogue(*, data: dict, source: str = "<data>") -> ImportReport:
         _apply_deployments(checked.deployments, report.deployments)
         _apply_aliases(checked.aliases, report.aliases)
     return report
+
+
+def _stored_base_urls(data: object) -> dict[str, str]:
+    """Base URLs already stored for the providers the file names (read before the file is checked)."""
+    entries = data.get("providers") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        return {}
+    names = {entry.get("name") for entry in entries if isinstance(entry, dict) and isinstance(entry.get("name"), str)}
+    return dict(Provider.objects.filter(name__in=names).values_list("name", "base_url"))
+
+
+def _moved_base_urls(checked: CheckedCatalogue) -> list[str]:
+    """A URL let through as the stored one must still be the stored one now that the rows are locked."""
+    kept = {spec.name: spec.base_url for spec in checked.providers if spec.is_base_url_kept}
+    locked = Provider.objects.select_for_update().filter(name__in=kept).values_list("name", "base_url")
+    return [
+        f"providers: {name}: its stored base_url changed during the import; import again"
+        for name, base_url in locked
+        if base_url != kept[name]
+    ]
 
 
 def _unresolved_references(checked: CheckedCatalogue) -> list[str]:

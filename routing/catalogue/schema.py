@@ -70,6 +70,9 @@ class ProviderSpec:
     timeout_s: float
     connect_timeout_s: float
     is_enabled: bool
+    # The base URL is the one already stored for this provider, so it was not checked again (see
+    # _checked_base_url); the importer makes sure it is still the stored one once the row is locked.
+    is_base_url_kept: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,10 @@ class CheckedCatalogue:
     errors: list[str] = field(default_factory=list)
 
 
-def check_catalogue(data: object) -> CheckedCatalogue:
+def check_catalogue(data: object, *, stored_base_urls: dict[str, str] | None = None) -> CheckedCatalogue:
+    """`stored_base_urls` (provider name -> base URL already stored) lets a file re-import the URLs it exported."""
     checked = CheckedCatalogue()
+    stored_base_urls = stored_base_urls or {}
     if not isinstance(data, dict):
         found = "empty" if data is None else f"a {type(data).__name__}"
         checked.errors.append(f"the catalogue must be a mapping of providers, deployments and aliases, not {found}")
@@ -117,7 +122,7 @@ def check_catalogue(data: object) -> CheckedCatalogue:
         if key not in SECTIONS:
             checked.errors.append(f"{key}: unknown section; {_expected(key, SECTIONS)}")
     sections = (
-        ("providers", PROVIDER_KEYS, _check_provider, checked.providers),
+        ("providers", PROVIDER_KEYS, lambda entry: _check_provider(entry, stored_base_urls), checked.providers),
         ("deployments", DEPLOYMENT_KEYS, _check_deployment, checked.deployments),
         ("aliases", ALIAS_KEYS, _check_alias, checked.aliases),
     )
@@ -164,13 +169,16 @@ def _default(model, field_name: str):
     return model._meta.get_field(field_name).default
 
 
-def _check_provider(entry: Entry) -> ProviderSpec:
+def _check_provider(entry: Entry, stored_base_urls: dict[str, str]) -> ProviderSpec:
     # Export writes api_key_stored for a key it will not reveal; importing it changes nothing.
     entry.boolean("api_key_stored", default=False)
+    name = entry.identifier("name", max_length=_max_length(Provider, "name"), pattern=_SLUG)
+    base_url, is_base_url_kept = _checked_base_url(entry, stored_base_url=stored_base_urls.get(name or ""))
     return ProviderSpec(
-        name=entry.identifier("name", max_length=_max_length(Provider, "name"), pattern=_SLUG),
+        name=name,
         kind=entry.choice("kind", KINDS),
-        base_url=_checked_base_url(entry),
+        base_url=base_url,
+        is_base_url_kept=is_base_url_kept,
         api_key=_checked_api_key(entry),
         api_key_env=entry.identifier(
             "api_key_env", max_length=_max_length(Provider, "api_key_env"), pattern=_ENV_NAME, required=False
@@ -197,19 +205,25 @@ def _checked_api_key(entry: Entry) -> str | None:
     return api_key
 
 
-def _checked_base_url(entry: Entry) -> str:
+def _checked_base_url(entry: Entry, *, stored_base_url: str | None) -> tuple[str, bool]:
+    """The URL, and whether it is the provider's stored one and so was let through without the address check."""
     url = entry.identifier("base_url", max_length=_max_length(Provider, "base_url"))
     if url is None:
-        return ""
+        return "", False
     url = url.rstrip("/")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- parsing the port is what validates it
     except ValueError:
         entry.fail("base_url", "not a valid URL")
-        return url
+        return url, False
     if parts.query or parts.fragment:
         entry.fail("base_url", "must not have a query string or fragment")
+    if url == stored_base_url:
+        # Importing back what export wrote reaches nothing the provider does not reach already. The demo's own
+        # provider is on loopback and `make run` allows that only for the server it starts, so without this a
+        # newcomer's first export and import round trip was refused.
+        return url, True
     try:
         check_base_url(
             url,
@@ -218,7 +232,7 @@ def _checked_base_url(entry: Entry) -> str:
         )
     except UnsafeUpstream as exc:
         entry.fail("base_url", str(exc))
-    return url
+    return url, False
 
 
 def _check_deployment(entry: Entry) -> DeploymentSpec:

@@ -23,3 +23,17 @@ def test_cached_prompt_tokens_are_billed_at_the_cached_price():
 
 def test_cached_tokens_cost_full_price_when_the_deployment_has_no_cached_price():
     assert cost_of(TokenUsage(prompt_tokens=10, cached_tokens=10), MINI) == Decimal("0.0000015")
+
+
+def test_costs_keep_their_ninth_and_tenth_decimal_places():
+    price = ModelPrice(input_per_million=Decimal("0.0123"), output_per_million=Decimal("0.0456"))
+    # 7 * 0.0123 + 3 * 0.0456 = 0.2229 per million: 0.0000002229, which 8 places would round to 0.00000022.
+    assert cost_of(TokenUsage(prompt_tokens=7, completion_tokens=3), price) == Decimal("0.0000002229")
+
+
+def test_exact_ties_at_the_eleventh_place_round_to_the_even_neighbour():
+    price = ModelPrice(input_per_million=Decimal("0.00005"), output_per_million=Decimal("0.0002"))
+    # Each prompt token costs exactly half of 1e-10, each completion token 2e-10.
+    assert cost_of(TokenUsage(prompt_tokens=1), price) == Decimal("0E-10")  # 0.5e-10: down to even 0, not up to 1
+    assert cost_of(TokenUsage(prompt_tokens=3), price) == Decimal("2E-10")  # 1.5e-10: up to even 2, not down to 1
+    assert cost_of(TokenUsage(prompt_tokens=5, completion_tokens=1), price) == Decimal("4E-10")  # 4.5e-10

@@ -4,6 +4,7 @@ through a graceful stop (SIGTERM) and through a hard kill (SIGKILL)."""
 import asyncio
 import io
 import signal
+import socket
 import threading
 import time
 from decimal import Decimal
@@ -143,7 +144,13 @@ def test_a_sigterm_lets_a_stream_in_flight_finish_and_records_it(transactional_d
             reader.start()
             assert first_seen.wait(timeout=10)
             gateway.process.send_signal(signal.SIGTERM)
-            time.sleep(0.5)  # the gateway is now shutting down with the stream still open
+            # Once uvicorn has closed its listening socket the gateway is shutting down, with the stream still open.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", gateway.port)) != 0:
+                        break
+                time.sleep(0.05)
             assert gateway.process.poll() is None
             upstream.gate.set()
             reader.join(timeout=10)
@@ -151,7 +158,7 @@ def test_a_sigterm_lets_a_stream_in_flight_finish_and_records_it(transactional_d
             assert gateway.process.wait(timeout=30) in (0, -signal.SIGTERM)
 
     assert lines[-1] == "data: [DONE]" and any("second" in line for line in lines)
-    [record] = UsageRecord.objects.all()
+    [record] = wait_for_usage(1)
     assert (record.status, record.prompt_tokens, record.completion_tokens, record.stream) == (200, 3, 2, True)
 
 

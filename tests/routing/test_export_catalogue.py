@@ -6,7 +6,7 @@ import yaml
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 
-from routing.catalogue import export_catalogue, import_catalogue
+from routing.catalogue import CatalogueError, export_catalogue, import_catalogue
 from routing.credentials import encrypt_secret
 from routing.models import AliasDeployment, Deployment, ModelAlias, Provider
 
@@ -186,3 +186,43 @@ def test_the_command_writes_to_a_file_when_given_one(stored_catalogue, tmp_path)
 
     assert yaml.safe_load(path.read_text()) == export_catalogue()
     assert out.getvalue().strip() == f"wrote 2 providers, 2 deployments, 1 aliases to {path}"
+
+
+@pytest.mark.django_db
+def test_the_demo_set_up_exports_and_imports_back_where_loopback_upstreams_are_refused(settings, tmp_path):
+    # `make run` allows loopback only for the server it starts; a newcomer's manage.py commands do not.
+    settings.DATA_DIR = tmp_path
+    call_command(
+        "bootstrap_demo", "--gateway-url", "http://127.0.0.1:8000", "--with-demo-provider", stdout=io.StringIO()
+    )
+    settings.TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS = False
+    path = tmp_path / "catalogue.yaml"
+    call_command("export_catalogue", str(path), stdout=io.StringIO())
+
+    out = io.StringIO()
+    call_command("import_catalogue", str(path), stdout=out)
+
+    assert out.getvalue().strip() == (
+        f"{path}: providers 0 created, 0 updated, 1 unchanged; deployments 0 created, 0 updated, 2 unchanged; "
+        "aliases 0 created, 0 updated, 3 unchanged"
+    )
+
+
+@pytest.mark.django_db
+def test_moving_a_stored_provider_to_another_loopback_url_is_still_refused_naming_the_setting(settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    call_command(
+        "bootstrap_demo", "--gateway-url", "http://127.0.0.1:8000", "--with-demo-provider", stdout=io.StringIO()
+    )
+    settings.TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS = False
+    exported = export_catalogue()
+    exported["providers"][0]["base_url"] = "http://127.0.0.1:6379"
+
+    with pytest.raises(CatalogueError) as refused:
+        import_catalogue(data=exported)
+
+    assert refused.value.errors == [
+        "providers[0].base_url: base_url resolves to loopback address 127.0.0.1, which this platform refuses"
+        " (TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS=1 allows it)"
+    ]
+    assert Provider.objects.get(name="demo").base_url == "http://127.0.0.1:8000/demo-upstream/v1"

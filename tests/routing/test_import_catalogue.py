@@ -451,6 +451,7 @@ def test_a_private_address_is_refused_unless_private_upstreams_are_allowed(setti
 
     assert refused.value.errors == [
         "providers[0].base_url: base_url resolves to private address 10.0.0.1, which this platform refuses"
+        " (TOLLWAY_ALLOW_PRIVATE_UPSTREAMS=1 allows it)"
     ]
     assert not Provider.objects.exists()
 
@@ -473,7 +474,10 @@ def test_a_loopback_address_is_refused_unless_loopback_upstreams_are_allowed(set
     with pytest.raises(CatalogueError) as refused:
         import_catalogue(data=catalogue())
 
-    assert refused.value.errors[0].startswith("providers[0].base_url: base_url resolves to loopback address")
+    assert refused.value.errors == [
+        "providers[0].base_url: base_url resolves to loopback address 127.0.0.1, which this platform refuses"
+        " (TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS=1 allows it)"
+    ]
 
 
 @pytest.mark.django_db
