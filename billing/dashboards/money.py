@@ -1,7 +1,7 @@
 """Dollars as the console shows them, one rule for every page, table and chart.
 
-From a dollar up, cents ($12.34, $1,234.56). Below a dollar, two significant digits and at least cents
-($0.50, $0.012, $0.0042, $0.000018): one call to a cheap model costs a few millionths of a dollar, and "$0.00"
+From a dollar up, cents ($12.34, $1,234.56). Below a dollar, three significant digits and at least cents
+($0.50, $0.125, $0.0042, $0.000018): one call to a cheap model costs a few millionths of a dollar, and "$0.00"
 would say it was free. Amounts are first rounded to the 10 places the models store, so the float noise of
 SQLite sums (2.8e-17) reads as $0.00, not as a digit in the 17th place.
 """
@@ -20,7 +20,7 @@ def _places(amount: Decimal, significant: int) -> int:
     return min(max(CENT_PLACES, -amount.adjusted() + significant - 1), -STORED_PLACES.as_tuple().exponent)
 
 
-def dollars(amount, *, significant: int = 2) -> str:
+def dollars(amount, *, significant: int = 3) -> str:
     """'$0.0042', '-$1,234.56'; None reads as '—'."""
     if amount is None or amount == "":
         return "—"

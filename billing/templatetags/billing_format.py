@@ -8,8 +8,10 @@ register = template.Library()
 
 
 @register.filter
-def dollars(amount, significant: int = 2) -> str:
-    """{{ cost|dollars }}: $12.34, $0.0042, $0.000018 (below a dollar, `significant` digits)."""
+def dollars(amount, significant=None) -> str:
+    """{{ cost|dollars }}: $12.34, $0.125, $0.0042, $0.000018 (below a dollar, money.py's significant digits)."""
+    if significant is None:
+        return money.dollars(amount)
     return money.dollars(amount, significant=int(significant))
 
 

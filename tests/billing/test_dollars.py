@@ -1,4 +1,4 @@
-"""Money reads the same everywhere: cents from a dollar up, two significant digits below (the `dollars`
+"""Money reads the same everywhere: cents from a dollar up, three significant digits below (the `dollars`
 template filter and billing/dashboards/money.py, which the views and charts use)."""
 
 from decimal import Decimal
@@ -20,6 +20,8 @@ from billing.dashboards.money import axis_tickformat, dollars
         (Decimal("0"), "$0.00"),
         (Decimal("0.5"), "$0.50"),
         (Decimal("0.015"), "$0.015"),
+        (Decimal("0.125"), "$0.125"),  # half a cent is not rounded away
+        (Decimal("0.123456"), "$0.123"),
         (Decimal("0.0040"), "$0.004"),
         (Decimal("0.0099999"), "$0.01"),
         (Decimal("-0.0042"), "-$0.0042"),
@@ -29,7 +31,7 @@ from billing.dashboards.money import axis_tickformat, dollars
         (None, "—"),
     ],
 )
-def test_the_dollars_filter_shows_sub_cent_amounts_with_two_significant_digits(amount, shown):
+def test_the_dollars_filter_shows_sub_cent_amounts_with_three_significant_digits(amount, shown):
     assert Template("{% load billing_format %}{{ amount|dollars }}").render(Context({"amount": amount})) == shown
 
 
