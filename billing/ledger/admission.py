@@ -42,6 +42,9 @@ from routing.proxy.errors import BudgetExceeded, LimitsUnavailable, RateLimited
 
 log = logging.getLogger(__name__)
 REDIS_RETRY_AFTER_S = 5.0  # after a Redis failure, the database serves this long before Redis is tried again
+# While this process has live rate windows, it hands its share to whichever store serves this often even if no
+# call comes: a process idle during an outage must not leave the store taking over short of its count.
+TALLY_SYNC_S = 1.0
 
 
 @dataclass(slots=True)
@@ -77,6 +80,7 @@ class Ledger:
         self._caught_up_in = ""  # the store epoch those counters were caught up in
         self._catching_up = asyncio.Lock()
         self._records_unreadable_until = 0.0
+        self._syncing: asyncio.Task | None = None
 
     @property
     def mode(self) -> str:
@@ -141,6 +145,8 @@ class Ledger:
             self._caught_up.update(c.key for c in stale)
 
     async def reserve(self, counters: list[Counter], now: float) -> Reservation | Refusal:
+        if self.redis is not None and (self._syncing is None or self._syncing.done()):
+            self._syncing = asyncio.get_running_loop().create_task(self._sync_tally_forever())
         if self.redis is not None and time.monotonic() >= self._redis_down_until:
             try:
                 outcome = await self._reserve_in_redis(counters, now)
@@ -199,6 +205,8 @@ class Ledger:
 
     async def _reserve_in(self, store, counters, now: float, *, epoch: str = "") -> Reservation | Refusal:
         owed = self.tally.owed(epoch, now) if epoch else []
+        if not counters and not owed:
+            return Reservation()  # a tally sync with nothing to hand over
         try:
             await self._catch_up_budgets(store, DATABASE, counters)
             outcome = await store.reserve(counters, now, owed)
@@ -254,6 +262,19 @@ class Ledger:
                 self.tally.counted(epoch, counters, changes)
             alerts.check_thresholds(counters, totals)
 
+    async def _sync_tally_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TALLY_SYNC_S)
+            if not self.tally.is_counting:
+                continue
+            try:
+                # Reserving nothing carries what the serving store is owed (and notices a restarted Redis).
+                await self.reserve([], time.time())
+            except LimitsUnavailable:
+                pass  # no store answers (logged once); carried when one does
+            except Exception:
+                log.exception("handing this process's rate counts to the serving store failed")
+
     async def probe(self, *, timeout_s: float) -> str:
         """Where limits can be enforced right now: "redis", "database" or "" (nowhere). For /readyz: asks
         Redis, then the database, each for at most `timeout_s`."""
@@ -277,6 +298,10 @@ class Ledger:
             await asyncio.gather(*self._settling, return_exceptions=True)
 
     async def aclose(self) -> None:
+        syncing, self._syncing = self._syncing, None
+        if syncing is not None:
+            syncing.cancel()
+            await asyncio.gather(syncing, return_exceptions=True)
         await self.drain()
         if self.redis is not None:
             await self.redis.aclose()

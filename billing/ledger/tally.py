@@ -26,6 +26,11 @@ class WindowTally:
         self._unsynced: set[str] = set()  # keys the serving store may be missing some of
         self._forget_at = 0.0
 
+    @property
+    def is_counting(self) -> bool:
+        """Has this process counted in a window it still remembers?"""
+        return bool(self._mine)
+
     def owed(self, epoch: str, now: float) -> list[tuple[Counter, int]]:
         """What the store `epoch` is missing of this process's counts, taken as carried: call `returned` if
         the carry does not reach it. After a switch, every live window; otherwise only windows counted
