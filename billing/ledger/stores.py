@@ -1,7 +1,8 @@
 """Where counters live. Each store reserves all of a request's counters atomically — all or none — and
 settles them to the real amounts later.
 
-- RedisStore: one Lua script per reserve and per settle, so every gateway process shares exact totals.
+- RedisStore: one Lua script per reserve and per settle, so every gateway process shares exact totals. Each
+  script first checks Redis's epoch (EPOCH_KEY), so a Redis that restarted empty is noticed on the next call.
 - DatabaseStore: the same under row locks (select_for_update; SQLite serialises writers), on the DB thread.
   Used for budgets on the embedded default, and for everything when Redis is unreachable.
 - MemoryStore: this process only. Rate windows on the embedded default (one process), never budgets.
