@@ -138,13 +138,16 @@ def test_an_rpm_limit_counts_every_call_of_its_minute_while_redis_goes_away_and_
             while not any("enforced in redis" in r.getMessage().lower() for r in caplog.records):
                 assert time.monotonic() < deadline, "the ledger never went back to Redis"
                 back_in_redis.append(post(gateway.url, key))
-            while len(back_in_redis) < 10 and (not back_in_redis or back_in_redis[-1].status_code == 200):
+            back_in_redis.append(post(gateway.url, key))  # at least one call counted in Redis again
+            while len(back_in_redis) < 12 and back_in_redis[-1].status_code == 200:
                 back_in_redis.append(post(gateway.url, key))
     finally:
         proxy.stop()
         own_redis.stop()
 
     assert [a.status_code for a in in_redis + in_the_database] == [200] * 6
-    # Three more fit in the minute, wherever they are counted; then every store refuses.
-    assert [a.status_code for a in back_in_redis] == [200, 200, 200, 429]
+    # Three more fit in the minute, wherever they are counted (the way back to Redis may take a few calls);
+    # then every store refuses.
+    statuses = [a.status_code for a in back_in_redis]
+    assert statuses[:3] == [200, 200, 200] and set(statuses[3:]) == {429}, statuses
     assert back_in_redis[-1].json()["error"]["code"] == "requests_per_minute_exceeded"
