@@ -70,7 +70,7 @@ class Ledger:
         self._redis_down_until = 0.0
         self._redis_error: Exception | None = None
         self._settling: set[asyncio.Task] = set()
-        # Where limits are enforced now ("redis" or "database"); what is logged is what changed, once.
+        # Where limits are enforced now ("redis", "database", "none": refused); a change is logged once.
         self._serving = "redis" if self.redis is not None else "database"
         # Rate windows: this process's share of each live minute, carried into the store that takes over.
         self.tally = WindowTally()
