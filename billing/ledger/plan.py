@@ -144,3 +144,22 @@ def counters_for(
     for rule in budgets_for(snapshot, principal, subscription_id):
         counters += _budget_counters(rule, need, now, enforce=rule.budget_id not in unenforced_budgets)
     return counters
+
+
+_has_limits_cache: tuple[int, float, bool] = (0, 0.0, False)
+
+
+def snapshot_has_limits(snapshot: Snapshot) -> bool:
+    """Does any key, team, subscription or budget in the snapshot limit calls? For readiness: looked at once
+    per loaded snapshot, not per probe."""
+    global _has_limits_cache
+    if _has_limits_cache[:2] == (id(snapshot), snapshot.loaded_at):
+        return _has_limits_cache[2]
+    found = bool(
+        snapshot.team_limits
+        or snapshot.subscription_limits
+        or snapshot.budgets
+        or any(p.rpm_limit is not None or p.tpm_limit is not None for p in snapshot.keys_by_prefix.values())
+    )
+    _has_limits_cache = (id(snapshot), snapshot.loaded_at, found)
+    return found

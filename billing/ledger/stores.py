@@ -1,7 +1,8 @@
 """Where counters live. Each store reserves all of a request's counters atomically — all or none — and
 settles them to the real amounts later.
 
-- RedisStore: one Lua script per reserve and per settle, so every gateway process shares exact totals.
+- RedisStore: one Lua script per reserve and per settle, so every gateway process shares exact totals. Each
+  script first checks Redis's epoch (EPOCH_KEY), so a Redis that restarted empty is noticed on the next call.
 - DatabaseStore: the same under row locks (select_for_update; SQLite serialises writers), on the DB thread.
   Used for budgets on the embedded default, and for everything when Redis is unreachable.
 - MemoryStore: this process only. Rate windows on the embedded default (one process), never budgets.
@@ -12,6 +13,7 @@ import logging
 import os
 import secrets
 import socket
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import transaction
@@ -26,40 +28,64 @@ log = logging.getLogger(__name__)
 # A process keeps its owner lease (KEY_PREFIX_OWNER + owner) alive while it runs; when it dies without settling,
 # the lease expires and RELEASE_LUA gives its reservations back (billing/budgets.py: release_stale_reservations).
 
-# KEYS: counter hashes, then the owner's lease. ARGV: limit (-1: none), amount, ttl per counter; then the owner
-# and the lease's ttl. Returns {0, used after reserving...} or {index of the refusing counter, its used}.
+# Every script that counts checks Redis's epoch first: a random id kept in EPOCH_KEY, set by the first script to
+# find it missing. A Redis that restarted empty (or was flushed) between two calls has a new one, and the caller
+# must carry its rate counts into it before counting there (billing/ledger/tally.py).
+
+# KEYS: n counter hashes, m hashes to carry counts into, the owner's lease, the epoch key. ARGV: n, m; limit (-1:
+# none), amount, ttl per counter; delta, ttl per carry; the owner, the lease's ttl, the epoch the caller expects,
+# the epoch to set if there is none. Returns {-1, epoch} if Redis's epoch is another (nothing counted), else
+# {0, used after reserving...} or {index of the refusing counter, its used}; carries are added either way.
 RESERVE_LUA = """
-local n = #KEYS - 1
+local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tail = 2 + 3 * n + 2 * m
+local epoch = redis.call('GET', KEYS[n + m + 2])
+if not epoch then
+  epoch = ARGV[tail + 4]
+  redis.call('SET', KEYS[n + m + 2], epoch)
+end
+if epoch ~= ARGV[tail + 3] then
+  return {-1, epoch}
+end
+for j = 1, m do
+  redis.call('HINCRBY', KEYS[n + j], 's', ARGV[2 + 3 * n + 2 * j - 1])
+  redis.call('EXPIRE', KEYS[n + j], ARGV[2 + 3 * n + 2 * j])
+end
 for i = 1, n do
-  local limit = tonumber(ARGV[3 * i - 2])
+  local limit = tonumber(ARGV[3 * i])
   if limit >= 0 then
     local v = redis.call('HMGET', KEYS[i], 's', 'r')
     local used = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
-    if used + tonumber(ARGV[3 * i - 1]) > limit then
+    if used + tonumber(ARGV[3 * i + 1]) > limit then
       return {i, tostring(used)}
     end
   end
 end
-local mine = 'r:' .. ARGV[3 * n + 1]
-redis.call('SET', KEYS[n + 1], '1', 'EX', ARGV[3 * n + 2])
+local mine = 'r:' .. ARGV[tail + 1]
+redis.call('SET', KEYS[n + m + 1], '1', 'EX', ARGV[tail + 2])
 local out = {0}
 for i = 1, n do
-  local r = redis.call('HINCRBY', KEYS[i], 'r', ARGV[3 * i - 1])
-  redis.call('HINCRBY', KEYS[i], mine, ARGV[3 * i - 1])
+  local r = redis.call('HINCRBY', KEYS[i], 'r', ARGV[3 * i + 1])
+  redis.call('HINCRBY', KEYS[i], mine, ARGV[3 * i + 1])
   local s = redis.call('HGET', KEYS[i], 's') or '0'
-  redis.call('EXPIRE', KEYS[i], ARGV[3 * i])
+  redis.call('EXPIRE', KEYS[i], ARGV[3 * i + 2])
   out[#out + 1] = tostring(tonumber(s) + r)
 end
 return out
 """
 
-# ARGV: reserved, actual per counter; then the owner. Gives back no more than the owner still holds: what was
-# released while its lease had lapsed (or lost with a restarted Redis) is not given back twice.
-# Returns the settled total of each.
+# KEYS: counter hashes, then the epoch key. ARGV: reserved, actual per counter; then the owner and the epoch the
+# reservation was made in. Gives back no more than the owner still holds: what was released while its lease had
+# lapsed is not given back twice. Returns {-1} if the reservation was lost with a restarted Redis (nothing
+# settled: the caller's tally carries the difference), else the settled total of each.
 SETTLE_LUA = """
-local mine = 'r:' .. ARGV[2 * #KEYS + 1]
+local n = #KEYS - 1
+if redis.call('GET', KEYS[n + 1]) ~= ARGV[2 * n + 2] then
+  return {-1}
+end
+local mine = 'r:' .. ARGV[2 * n + 1]
 local out = {}
-for i = 1, #KEYS do
+for i = 1, n do
   local held = tonumber(redis.call('HGET', KEYS[i], mine) or '0')
   local back = math.min(held, tonumber(ARGV[2 * i - 1]))
   if back > 0 then
@@ -103,6 +129,17 @@ return #KEYS
 
 KEY_PREFIX = "tollway:ledger:"
 KEY_PREFIX_OWNER = "tollway:ledger-owner:"  # outside KEY_PREFIX: scans of counters never meet a lease
+EPOCH_KEY = "tollway:ledger-epoch"  # outside KEY_PREFIX too; never expires, so only a restart or flush loses it
+
+
+@dataclass(frozen=True, slots=True)
+class NewEpoch:
+    """Redis's epoch is not the one the caller counted in: it restarted empty or was flushed since."""
+
+    epoch: str
+
+
+Carry = tuple[Counter, int]  # a rate window and what to add to its settled total (billing/ledger/tally.py)
 
 
 class MemoryStore:
@@ -151,6 +188,7 @@ class RedisStore:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease_s = max(1, int(lease_s))
         self._heartbeat: asyncio.Task | None = None
+        self.epoch = ""  # the epoch this process last counted in ("": none yet)
         from redis import asyncio as redis_asyncio
 
         # A bounded pool that waits for a free connection: under a burst, requests queue for Redis rather than
@@ -175,25 +213,61 @@ class RedisStore:
         self._settle = self.client.register_script(SETTLE_LUA)
         self._raise = self.client.register_script(RAISE_LUA)
 
-    async def reserve(self, counters: list[Counter], now: float) -> Refusal | list[int]:
-        args: list[int] = []
+    async def reserve_in_epoch(
+        self, counters: list[Counter], carries: list[Carry], epoch: str
+    ) -> Refusal | list[int] | NewEpoch:
+        """Add `carries`, then reserve, if Redis is still in `epoch`; otherwise count nothing."""
+        args: list[int | str] = [len(counters), len(carries)]
         for counter in counters:
             args += [-1 if counter.limit is None else counter.limit, counter.amount, counter.ttl_s()]
+        for counter, delta in carries:
+            args += [delta, counter.ttl_s()]
         self._keep_lease()
         result = await self._reserve(
-            keys=[*(KEY_PREFIX + c.key for c in counters), KEY_PREFIX_OWNER + self.owner],
-            args=[*args, self.owner, self.lease_s],
+            keys=[
+                *(KEY_PREFIX + c.key for c in counters),
+                *(KEY_PREFIX + c.key for c, _ in carries),
+                KEY_PREFIX_OWNER + self.owner,
+                EPOCH_KEY,
+            ],
+            # A fresh proposal each time: the epoch this process set before a restart must not come back.
+            args=[*args, self.owner, self.lease_s, epoch or "-", secrets.token_hex(8)],
         )
+        if int(result[0]) == -1:
+            return NewEpoch(result[1].decode() if isinstance(result[1], bytes) else str(result[1]))
         if int(result[0]) != 0:
             return Refusal(counters[int(result[0]) - 1], int(result[1]))
         return [int(v) for v in result[1:]]
 
-    async def settle(self, counters: list[Counter], actual: list[int]) -> list[int]:
-        args: list[int] = []
+    async def learn_epoch(self) -> str:
+        """Ask Redis for its epoch (setting one if it has none): counting nothing is refused for a wrong epoch."""
+        outcome = await self.reserve_in_epoch([], [], "")
+        self.epoch = outcome.epoch if isinstance(outcome, NewEpoch) else self.epoch
+        return self.epoch
+
+    async def reserve(self, counters: list[Counter], now: float) -> Refusal | list[int]:
+        """Reserve in whatever epoch Redis is in (no rate counts to carry: a caller without a tally)."""
+        for _ in range(3):
+            outcome = await self.reserve_in_epoch(counters, [], self.epoch)
+            if not isinstance(outcome, NewEpoch):
+                return outcome
+            self.epoch = outcome.epoch
+        raise RuntimeError("Redis's ledger epoch keeps changing")
+
+    async def settle_in_epoch(self, counters: list[Counter], actual: list[int], epoch: str) -> list[int] | NewEpoch:
+        args: list[int | str] = []
         for counter, amount in zip(counters, actual, strict=True):
             args += [counter.amount, amount]
-        result = await self._settle(keys=[KEY_PREFIX + c.key for c in counters], args=[*args, self.owner])
+        result = await self._settle(
+            keys=[*(KEY_PREFIX + c.key for c in counters), EPOCH_KEY], args=[*args, self.owner, epoch or "-"]
+        )
+        if result and int(result[0]) == -1:
+            return NewEpoch("")
         return [int(v) for v in result]
+
+    async def settle(self, counters: list[Counter], actual: list[int]) -> list[int]:
+        outcome = await self.settle_in_epoch(counters, actual, self.epoch)
+        return [] if isinstance(outcome, NewEpoch) else outcome
 
     def _keep_lease(self) -> None:
         """Renew the lease while this process runs, so a long stream's reservation is not taken for a dead one's.
@@ -229,8 +303,8 @@ class RedisStore:
 class DatabaseStore:
     """Budgets in BudgetCounter rows, rate windows in RateWindow rows, locked in key order (no deadlocks)."""
 
-    async def reserve(self, counters: list[Counter], now: float) -> Refusal | list[int]:
-        return await run_in_db(reserve_in_database, counters)
+    async def reserve(self, counters: list[Counter], now: float, carries: list[Carry] = ()) -> Refusal | list[int]:
+        return await run_in_db(reserve_in_database, counters, list(carries))
 
     async def settle(self, counters: list[Counter], actual: list[int]) -> list[int]:
         return await run_in_db(settle_in_database, counters, actual)
@@ -289,11 +363,17 @@ def _add(row, counter: Counter, *, settled: int, reserved: int) -> None:
 
 
 @transaction.atomic
-def reserve_in_database(counters: list[Counter]) -> Refusal | list[int]:
-    rows = _locked_rows(counters)
+def reserve_in_database(counters: list[Counter], carries: list[Carry] = ()) -> Refusal | list[int]:
+    """Add the carried rate counts (kept even if this request is refused: they were counted elsewhere), then
+    reserve all of the request's counters or none."""
+    rows = _locked_rows([*counters, *(c for c, _ in carries)])
+    for counter, delta in carries:
+        _add(rows[_row_of(counter)], counter, settled=delta, reserved=0)
     for counter in counters:
         settled, reserved = _totals(rows[_row_of(counter)], counter)
         if counter.limit is not None and settled + reserved + counter.amount > counter.limit:
+            for carried, _ in carries:
+                rows[_row_of(carried)].save()
             return Refusal(counter, settled + reserved)
     used = []
     for counter in counters:

@@ -2,7 +2,9 @@
 costs no middleware and still answers when the console's request cycle is busy.
 
 - /healthz: liveness. The process answers; no I/O, so a slow database never gets a worker restarted.
-- /readyz: readiness. 200 {"status": "ready", "checks": {...}} or 503 {"status": "not ready", ...}.
+- /readyz: readiness. 200 {"status": "ready" | "degraded", "degraded": [...], "checks": {...}} while the
+  gateway can serve (degraded names what it serves without), 503 {"status": "not ready", ...} when it cannot
+  (readiness.py says which checks decide).
 - /metrics: Prometheus text for the whole node; "Authorization: Bearer $TOLLWAY_METRICS_TOKEN" when set.
 """
 
@@ -34,9 +36,9 @@ async def healthz(scope, receive, send) -> None:
 
 
 async def readyz(scope, receive, send) -> None:
-    is_ready, checks = await readiness.run_checks()
-    body = {"status": "ready" if is_ready else "not ready", "checks": checks}
-    await _respond(send, 200 if is_ready else 503, orjson.dumps(body), JSON)
+    report = await readiness.run_checks()
+    await asyncio.to_thread(gateway_metrics.record_readiness, report)
+    await _respond(send, 200 if report.can_serve else 503, orjson.dumps(report.to_json()), JSON)
 
 
 def _is_authorised(scope) -> bool:
@@ -54,14 +56,17 @@ async def metrics(scope, receive, send) -> None:
         body = orjson.dumps({"error": "a valid bearer token is required for /metrics"})
         await _respond(send, 401, body, JSON, [(b"www-authenticate", b'Bearer realm="metrics"')])
         return
+    # The dependencies as this scrape finds them (bounded by TOLLWAY_READY_TIMEOUT_S), not as the last probe did.
+    report = await readiness.run_checks()
     # Reads every worker's files and the outbox directory: a thread, not the event loop.
-    body = await asyncio.to_thread(_write_and_render, gateway_metrics.take_pending())
+    body = await asyncio.to_thread(_write_and_render, gateway_metrics.take_pending(), report)
     await _respond(send, 200, body, scrape.CONTENT_TYPE.encode())
 
 
-def _write_and_render(pending: dict) -> bytes:
+def _write_and_render(pending: dict, report: readiness.Readiness) -> bytes:
     # The answering worker's own numbers are current; the others' are at most a second old.
     lifespan.write_worker_metrics(pending)
+    gateway_metrics.record_readiness(report)
     return scrape.render()
 
 

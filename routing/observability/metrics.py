@@ -63,6 +63,21 @@ ATTEMPTS = Counter(
 FALLBACKS = Counter(
     "tollway_fallback_requests", "Requests that needed more than one upstream attempt.", ROUTE, registry=None
 )
+# Readiness as the last /readyz or /metrics found it (the most recent of any live worker): 1 answering, 0 not.
+DEPENDENCY_UP = Gauge(
+    "tollway_dependency_up",
+    "Each readiness check (database, redis, broker, snapshot, limits): 1 if it passed, 0 if not.",
+    ["dependency"],
+    multiprocess_mode="livemostrecent",
+    registry=None,
+)
+READINESS = Gauge(
+    "tollway_readiness",
+    "1 for the gateway's readiness now (ready, degraded: serving without a dependency, not_ready: 503), else 0.",
+    ["status"],
+    multiprocess_mode="livemostrecent",
+    registry=None,
+)
 # Circuit breakers arrive with routing/engine/breakers.py (a later issue). Their state belongs here, as a gauge
 # per deployment written from the breaker registry by WorkerGauges.sample; nothing is reported until then.
 
@@ -197,3 +212,11 @@ class WorkerGauges:
             self.open_fds.set(len(os.listdir("/proc/self/fd")))
         except OSError:
             pass  # not Linux: these two stay unreported
+
+
+def record_readiness(report) -> None:
+    """Set the readiness gauges from a readiness.Readiness (mmap writes: off the event loop)."""
+    for name, check in report.checks.items():
+        DEPENDENCY_UP.labels(name).set(1 if check["ok"] else 0)
+    for status in ("ready", "degraded", "not ready"):
+        READINESS.labels(status.replace(" ", "_")).set(1 if report.status == status else 0)

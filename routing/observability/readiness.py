@@ -2,9 +2,20 @@
 once, each under TOLLWAY_READY_TIMEOUT_S, none on the event loop's critical path (database work goes to the
 database thread, Redis and the broker are asked over async sockets).
 
+Readiness means "send me traffic", so only what stops the gateway serving makes it not ready. A load balancer
+that pulled every gateway while Redis or PostgreSQL is away would turn an outage the gateway survives into a
+total one. So:
+
+- required checks fail readiness (503): the snapshot of keys and catalogue is not loaded yet; limits that
+  keys need cannot be enforced by any store (the ledger's "limits" check).
+- the others only degrade it (200, "status": "degraded", named in "degraded"): the database (calls are served
+  from the snapshot, usage rows wait in the outbox), Redis (the ledger enforces limits through the database),
+  the Celery broker (no call needs it).
+
 Checks are registered by name, so other parts add their own at import or startup:
 
-    readiness.register_check("budgets", check_budget_store)   # async () -> CheckResult
+    readiness.register_check("budgets", check_budget_store)                    # required
+    readiness.register_check("search", check_search, is_required=False)        # degrades only
 """
 
 import asyncio
@@ -17,6 +28,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import connection
 
+from billing import usage_writer
 from config.db_thread import run_in_db
 from routing.engine import snapshot
 
@@ -31,12 +43,30 @@ class CheckResult:
 
 
 Check = Callable[[], Awaitable[CheckResult]]
-_checks: dict[str, Check] = {}
+_checks: dict[str, tuple[Check, bool]] = {}  # name -> (check, is it required to serve)
+
+READY, DEGRADED, NOT_READY = "ready", "degraded", "not ready"
 
 
-def register_check(name: str, check: Check) -> None:
-    """Add (or replace) a readiness check; a check that raises or overruns counts as failed."""
-    _checks[name] = check
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    status: str  # READY, DEGRADED or NOT_READY
+    checks: dict[str, dict[str, Any]]
+    degraded: list[str]  # failed checks the gateway serves without
+    failed: list[str]  # failed required checks
+
+    @property
+    def can_serve(self) -> bool:
+        return self.status != NOT_READY
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "degraded": self.degraded, "checks": self.checks}
+
+
+def register_check(name: str, check: Check, *, is_required: bool = True) -> None:
+    """Add (or replace) a readiness check; a check that raises or overruns counts as failed. A failed required
+    check makes the gateway not ready (503); any other only degraded."""
+    _checks[name] = (check, is_required)
 
 
 def unregister_check(name: str) -> None:
@@ -53,11 +83,15 @@ async def _run_one(check: Check, timeout_s: float) -> CheckResult:
         return CheckResult(False, f"{type(exc).__name__}: {exc}"[:200])
 
 
-async def run_checks(*, timeout_s: float | None = None) -> tuple[bool, dict[str, dict[str, Any]]]:
+async def run_checks(*, timeout_s: float | None = None) -> Readiness:
     timeout_s = settings.TOLLWAY_READY_TIMEOUT_S if timeout_s is None else timeout_s
-    names = list(_checks)
-    results = await asyncio.gather(*(_run_one(_checks[name], timeout_s) for name in names))
-    return all(r.is_ok for r in results), {name: r.to_json() for name, r in zip(names, results, strict=True)}
+    registered = dict(_checks)
+    results = await asyncio.gather(*(_run_one(check, timeout_s) for check, _ in registered.values()))
+    outcomes = dict(zip(registered, results, strict=True))
+    failed = [name for name, result in outcomes.items() if not result.is_ok and registered[name][1]]
+    degraded = [name for name, result in outcomes.items() if not result.is_ok and not registered[name][1]]
+    status = NOT_READY if failed else DEGRADED if degraded else READY
+    return Readiness(status, {name: r.to_json() for name, r in outcomes.items()}, degraded, failed)
 
 
 # --- the built-in checks ------------------------------------------------------------------------------------
@@ -71,7 +105,20 @@ def _select_one() -> None:
 
 async def check_database() -> CheckResult:
     started = time.perf_counter()
-    await run_in_db(_select_one)
+    try:
+        await asyncio.wait_for(run_in_db(_select_one), timeout=settings.TOLLWAY_READY_TIMEOUT_S * 0.9)
+    except Exception as exc:
+        # What serving without it means: keys and catalogue from the snapshot, usage rows waiting in the outbox.
+        error = "no answer in time" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"[:200]
+        return CheckResult(
+            False,
+            {
+                "error": error,
+                "serving_from": "snapshot",
+                "snapshot_age_s": round(time.time() - snapshot.current().loaded_at, 1),
+                "usage_rows_waiting": usage_writer.queue_depth(),
+            },
+        )
     return CheckResult(True, f"{(time.perf_counter() - started) * 1000:.1f} ms")
 
 
@@ -113,7 +160,7 @@ async def check_snapshot() -> CheckResult:
 
 def register_builtin_checks() -> None:
     """The checks the configuration calls for; safe to call again after the settings change."""
-    register_check("database", check_database)
+    register_check("database", check_database, is_required=False)
     register_check("snapshot", check_snapshot)
     optional = {
         "redis": (check_redis, bool(settings.REDIS_URL)),
@@ -125,6 +172,6 @@ def register_builtin_checks() -> None:
     }
     for name, (check, is_wanted) in optional.items():
         if is_wanted:
-            register_check(name, check)
+            register_check(name, check, is_required=False)
         else:
             unregister_check(name)

@@ -14,6 +14,7 @@ import openai
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from django.utils import timezone
 
 from billing import budgets
 from billing.ledger.admission import REDIS_RETRY_AFTER_S
@@ -22,6 +23,7 @@ from billing.models import Budget, BudgetAlert, BudgetCounter, UsageRecord
 from portal import services
 from portal.models import Membership, Notification
 from routing.engine import snapshot
+from tests.billing.factories import UsageRecordFactory
 from tests.billing.ledger_helpers import (
     CHAT,
     COST_PER_CALL,
@@ -276,3 +278,44 @@ def test_a_budget_with_both_a_dollar_and_a_token_limit_counts_both(catalogue, te
         sum(r.prompt_tokens + r.completion_tokens for r in records),
         0,
     )
+
+
+def spent_already_this_month(team, usd: str) -> None:
+    """A record of this period from before the budget existed (say, from yesterday)."""
+    UsageRecordFactory(tenant=team.tenant, team=team, created_at=timezone.now(), cost_usd=Decimal(usd))
+
+
+def test_a_budget_created_over_spend_already_recorded_this_month_blocks_the_next_call(catalogue, team):
+    price_the_catalogue()
+    key = services.issue_api_key(team=team, name="k").secret
+    spent_already_this_month(team, "2.5")
+    budget = Budget.objects.create(
+        tenant=team.tenant, scope="team", target_id=team.pk, period="monthly", limit_usd=Decimal("2")
+    )
+
+    with start_gateway() as gateway:
+        results = asyncio.run(call_concurrently([gateway.url], key, 2, concurrency=1))
+
+    assert [getattr(r, "status_code", 200) for r in results] == [429, 429]
+    assert results[0].body["code"] == "budget_exceeded"
+    assert budgets.current_spend(budget)["spent_usd"] == Decimal("2.5")  # raised to the records, in either store
+
+
+def test_a_new_budget_counts_what_its_scope_spent_earlier_in_the_period_toward_its_limit(catalogue, team):
+    price_the_catalogue()
+    key = services.issue_api_key(team=team, name="k").secret
+    spent_already_this_month(team, "1.9")
+    budget = Budget.objects.create(
+        tenant=team.tenant, scope="team", target_id=team.pk, period="monthly", limit_usd=Decimal("2")
+    )
+
+    with start_gateway() as gateway:
+        results = asyncio.run(call_concurrently([gateway.url], key, 4, concurrency=1))
+
+    # $1.90 + a $0.047 reservation fits twice (each settles to $0.033); the third would reach $2.013.
+    assert [getattr(r, "status_code", 200) for r in results] == [200, 200, 429, 429]
+    wait_for_usage(5)
+    deadline = time.monotonic() + 5
+    while budgets.current_spend(budget)["reserved_usd"] and time.monotonic() < deadline:
+        time.sleep(0.05)  # the last settle is a moment behind its response
+    assert budgets.current_spend(budget)["spent_usd"] == Decimal("1.9") + 2 * COST_PER_CALL

@@ -2,15 +2,21 @@
 In-process windows on the embedded default; Redis in CI's second run (the cluster case is in
 test_limits_cluster.py)."""
 
+import time
+
 import httpx
 import pytest
+from django.test import override_settings
 
+from billing.ledger import admission
 from portal import services
 from portal.models import APIKey, Membership, Subscription, Team
 from routing.models import ModelAlias
 from tests.billing.ledger_helpers import CHAT, clear_ledger_in_redis, wait_for_a_fresh_minute_if_near_its_end
+from tests.billing.tcp_proxy import CuttableProxy
 from tests.gateway import start_gateway, wait_for_usage
 from tests.portal.factories import MembershipFactory, ProductFactory, SubscriptionFactory, token_client
+from tests.redis_server import IS_INSTALLED, RedisServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,3 +109,45 @@ def test_team_and_subscription_limits_set_through_the_rest_api_reach_the_gateway
     # The team's 4 count the portal key's 2 answered calls (refusals reserve nothing), leaving 2.
     assert [a.status_code for a in operator_answers] == [200, 200, 429]
     assert operator_answers[2].json()["error"]["message"] == "Requests-per-minute limit of 4 reached for this team."
+
+
+@pytest.mark.skipif(not IS_INSTALLED, reason="needs redis-server to start a Redis of the test's own")
+@pytest.mark.parametrize("redis_goes", ["unreachable", "down and comes back empty"])
+def test_an_rpm_limit_counts_every_call_of_its_minute_while_redis_goes_away_and_comes_back(
+    catalogue, team, caplog, monkeypatch, redis_goes
+):
+    monkeypatch.setattr(admission, "REDIS_RETRY_AFTER_S", 0.2)  # Redis is tried again every 0.2 s, not 5 s
+    wait_for_a_fresh_minute_if_near_its_end(margin_s=20)  # the whole sequence inside one minute
+    key = services.issue_api_key(team=team, name="limited", rpm_limit=9).secret
+    own_redis = RedisServer().start()
+    proxy = CuttableProxy("127.0.0.1", own_redis.port).start()
+    try:
+        with override_settings(REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0"), start_gateway() as gateway:
+            in_redis = [post(gateway.url, key) for _ in range(3)]
+            if redis_goes == "unreachable":
+                proxy.cut()  # Redis keeps its counts; the gateway cannot reach them
+            else:
+                own_redis.stop()
+            in_the_database = [post(gateway.url, key) for _ in range(3)]
+            if redis_goes == "unreachable":
+                proxy = CuttableProxy("127.0.0.1", own_redis.port, port=proxy.port).start()
+            else:
+                own_redis.start()
+            back_in_redis = []
+            deadline = time.monotonic() + 10
+            while not any("enforced in redis" in r.getMessage().lower() for r in caplog.records):
+                assert time.monotonic() < deadline, "the ledger never went back to Redis"
+                back_in_redis.append(post(gateway.url, key))
+            back_in_redis.append(post(gateway.url, key))  # at least one call counted in Redis again
+            while len(back_in_redis) < 12 and back_in_redis[-1].status_code == 200:
+                back_in_redis.append(post(gateway.url, key))
+    finally:
+        proxy.stop()
+        own_redis.stop()
+
+    assert [a.status_code for a in in_redis + in_the_database] == [200] * 6
+    # Three more fit in the minute, wherever they are counted (the way back to Redis may take a few calls);
+    # then every store refuses.
+    statuses = [a.status_code for a in back_in_redis]
+    assert statuses[:3] == [200, 200, 200] and set(statuses[3:]) == {429}, statuses
+    assert back_in_redis[-1].json()["error"]["code"] == "requests_per_minute_exceeded"
