@@ -19,6 +19,7 @@ Checks are registered by name, so other parts add their own at import or startup
 """
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -122,6 +123,17 @@ async def check_database() -> CheckResult:
     return CheckResult(True, f"{(time.perf_counter() - started) * 1000:.1f} ms")
 
 
+async def check_usage_records() -> CheckResult:
+    """Are usage rows reaching the database? Degrades only: while they cannot, they wait in the outbox on disk
+    (billing/usage_writer.py), so serving on loses no record."""
+    health = usage_writer.health()
+    if health is None:
+        return CheckResult(True, "no usage writer in this process")
+    detail = dataclasses.asdict(health)
+    # Rows the disk refused live only in memory: still served, but a crash now would lose them.
+    return CheckResult(not health.is_failing and health.memory_only_rows == 0, detail)
+
+
 async def _ping_redis(url: str) -> CheckResult:
     import redis.asyncio as redis
 
@@ -161,6 +173,7 @@ async def check_snapshot() -> CheckResult:
 def register_builtin_checks() -> None:
     """The checks the configuration calls for; safe to call again after the settings change."""
     register_check("database", check_database, is_required=False)
+    register_check("usage_records", check_usage_records, is_required=False)
     register_check("snapshot", check_snapshot)
     optional = {
         "redis": (check_redis, bool(settings.REDIS_URL)),
