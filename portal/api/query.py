@@ -48,6 +48,8 @@ class Filter:
             raise exceptions.ValidationError({self.param: [f"must be one of: {', '.join(self.choices)}"]})
         if len(value) > self.max_length:
             raise exceptions.ValidationError({self.param: [f"must be at most {self.max_length} characters"]})
+        if "\x00" in value:  # PostgreSQL refuses NUL in text: a DataError, so a 500
+            raise exceptions.ValidationError({self.param: ["must not contain NUL characters"]})
         return value
 
     def parameter(self) -> OpenApiParameter:
@@ -55,7 +57,9 @@ class Filter:
             return OpenApiParameter(self.param, {**ID_SCHEMA})
         if self.kind == "choice":
             return OpenApiParameter(self.param, OpenApiTypes.STR, enum=list(self.choices))
-        return OpenApiParameter(self.param, {"type": "string", "maxLength": self.max_length})
+        return OpenApiParameter(
+            self.param, {"type": "string", "maxLength": self.max_length, "pattern": "^[^\\u0000]*$"}
+        )
 
 
 def filtered(queryset, query_params, filters: tuple[Filter, ...]):
