@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from billing import budgets, selectors
 from billing.models import Budget
 from portal import roles
-from portal.api.serializers import BoundedModelSerializer, DecimalString
+from portal.api.inputs import BoundedModelSerializer, DecimalString
 from portal.api.views import APIDefaults
 from portal.errors import NotAllowed
 

@@ -21,8 +21,8 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from portal.api.exceptions import handle
+from portal.api.inputs import StrictTypes
 from portal.api.schema import ApiSchema
-from portal.api.serializers import StrictTypes
 
 AUTHENTICATION_CLASSES = [TokenAuthentication, SessionAuthentication]
 

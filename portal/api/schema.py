@@ -13,8 +13,8 @@ from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
+from portal.api.inputs import DecimalString
 from portal.api.query import ID_SCHEMA
-from portal.api.serializers import DecimalString
 
 # {"detail": "...", "code": "..."}: every error except a 400 that names fields.
 ERROR = {

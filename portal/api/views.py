@@ -200,8 +200,7 @@ class SubscriptionViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
     )
 
     def get_queryset(self):
-        subscriptions = selectors.visible_subscriptions(user=self.request.user)
-        return subscriptions
+        return selectors.visible_subscriptions(user=self.request.user)
 
     def create(self, request: Request) -> Response:
         body = serializers.SubscriptionSerializer(data=request.data, context=self.get_serializer_context())

@@ -4,7 +4,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from portal.api.serializers import BoundedModelSerializer, DecimalString
+from portal.api.inputs import BoundedModelSerializer, DecimalString
 from routing.catalogue.schema import CAPABILITIES
 from routing.models import Deployment, ModelAlias, Provider
 from routing.providers.registry import KINDS

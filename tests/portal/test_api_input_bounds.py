@@ -5,7 +5,7 @@ money to DecimalField(20, 10) as a decimal string. Out of bounds answers 400 nam
 import pytest
 
 from billing.models import Budget
-from portal.api.serializers import TEXT_MAX_LENGTH
+from portal.api.inputs import TEXT_MAX_LENGTH
 from portal.models import Membership, Subscription
 from tests.factories import DeploymentFactory, ProviderFactory, TeamFactory, make_alias
 from tests.portal.factories import MembershipFactory, ProductFactory, SubscriptionFactory, UserFactory, token_client
