@@ -23,3 +23,9 @@ urlpatterns = [
     path("console/", include("billing.urls")),  # dashboards and the request log
     path("favicon.ico", favicon),
 ]
+
+# JSON under /api/, Django's pages elsewhere (portal/api/fallbacks.py).
+handler400 = "portal.api.fallbacks.bad_request"
+handler403 = "portal.api.fallbacks.permission_denied"
+handler404 = "portal.api.fallbacks.page_not_found"
+handler500 = "portal.api.fallbacks.server_error"

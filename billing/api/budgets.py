@@ -13,13 +13,17 @@ from rest_framework.response import Response
 from billing import budgets, selectors
 from billing.models import Budget
 from portal import roles
+from portal.api.inputs import BoundedModelSerializer, DecimalString
 from portal.api.views import APIDefaults
 from portal.errors import NotAllowed
 
 
-class BudgetSerializer(serializers.ModelSerializer):
-    target = serializers.IntegerField(source="target_id", min_value=1)
-    thresholds = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=1000), required=False)
+class BudgetSerializer(BoundedModelSerializer):
+    target = serializers.IntegerField(source="target_id", min_value=1, max_value=2**31 - 1)  # PositiveIntegerField
+    limit_usd = DecimalString(positive=True, shortest=False, required=False, allow_null=True)
+    thresholds = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=1000), required=False, max_length=20
+    )
     spent_usd = serializers.SerializerMethodField()
     reserved_usd = serializers.SerializerMethodField()
     spent_tokens = serializers.SerializerMethodField()
@@ -51,7 +55,7 @@ class BudgetSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["id", "tenant", "created_at"]
-        extra_kwargs = {"limit_usd": {"coerce_to_string": True}}
+        extra_kwargs = {"limit_tokens": {"min_value": 1}}
 
     def _spend(self, budget: Budget) -> selectors.BudgetSpend:
         cache = self.context.setdefault("spend", {})

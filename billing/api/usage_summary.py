@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -23,7 +22,7 @@ from portal.api.views import APIDefaults
 DEFAULT_PERIOD = timedelta(days=30)
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]})
 class MomentField(serializers.Field):
     """An ISO date (its midnight, UTC) or datetime (UTC when it has no offset)."""
 
@@ -35,9 +34,9 @@ class MomentField(serializers.Field):
             if len(text) == 10:
                 return datetime.combine(date.fromisoformat(text), time(), tzinfo=UTC)
             moment = datetime.fromisoformat(text)
-        except ValueError:
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00:00+01:00 is before year 1 in UTC
             self.fail("invalid")
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
     def to_representation(self, value: datetime) -> str:
         return value.isoformat().replace("+00:00", "Z")
@@ -132,6 +131,7 @@ class UsageSummaryView(APIDefaults, APIView):
     Latency percentiles are estimates from merged histograms (within 4.5%)."""
 
     renderer_classes = [JSONRenderer, UsageSummaryCsvRenderer]
+    extra_error_codes = ("404",)  # ?tenant= names no tenant the caller can see
 
     @extend_schema(parameters=[UsageSummaryQuerySerializer], responses={200: UsageSummarySerializer})
     def get(self, request: Request) -> Response:
@@ -155,6 +155,8 @@ class UsageSummaryView(APIDefaults, APIView):
         return Response(UsageSummarySerializer(summary).data)
 
     def perform_content_negotiation(self, request: Request, force: bool = False):
+        if request.method == "OPTIONS":
+            return JSONRenderer(), JSONRenderer.media_type  # DRF's metadata is a dict, not summary rows
         try:
             return super().perform_content_negotiation(request, force=force)
         except Http404:

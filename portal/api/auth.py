@@ -13,6 +13,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +21,8 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from portal.api.exceptions import handle
+from portal.api.inputs import StrictTypes
+from portal.api.schema import ApiSchema
 
 AUTHENTICATION_CLASSES = [TokenAuthentication, SessionAuthentication]
 
@@ -36,7 +39,7 @@ class EmailNotVerified(exceptions.APIException):
     default_code = "email_not_verified"
 
 
-class TokenRequestSerializer(serializers.Serializer):
+class TokenRequestSerializer(StrictTypes, serializers.Serializer):
     email = serializers.EmailField()
     password = serializers.CharField(write_only=True, trim_whitespace=False, style={"input_type": "password"})
 
@@ -62,6 +65,8 @@ class TokenView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [PasswordGuessThrottle]
+    parser_classes = [JSONParser]
+    schema = ApiSchema()
 
     def get_exception_handler(self):
         return handle

@@ -3,21 +3,27 @@
 - Domain errors (portal.errors.PortalError) answer their own status with `{"detail": ..., "code": ...}`.
 - A refused catalogue entry (routing.catalogue.CatalogueError) answers 400 with the problems per field,
   like a serializer's validation errors: `{"base_url": ["base_url resolves to ..."]}`.
-- DRF's own errors keep DRF's shape; those with a single message also get their `code`.
+- DRF's own errors keep DRF's shape; those with a single message also get their `code`, and a list of messages
+  about the request as a whole becomes `{"non_field_errors": [...]}`, like a serializer's.
+- Anything else is a bug: it is logged with its traceback and answers 500 `{"detail", "code": "server_error"}`,
+  never Django's HTML page (DEBUG or not) nor a stack trace.
 """
 
+import logging
 import re
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 from portal.errors import PortalError
 from routing.catalogue import CatalogueError
 
 # "aliases[0].deployments[1]: unknown deployment 'x'" -> field "deployments", message "unknown deployment 'x'"
+log = logging.getLogger("tollway.api")
+
 _CATALOGUE_PROBLEM = re.compile(r"^[a-z]+\[\d+\](?:\.(?P<field>[a-z_0-9]+)[^:]*)?: (?P<message>.*)$", re.S)
 
 
@@ -31,8 +37,15 @@ def handle(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     response = exception_handler(exc, context)
-    if response is not None and isinstance(exc, exceptions.APIException) and isinstance(exc.detail, str):
+    if response is None:
+        view = context.get("view")
+        log.error("unhandled error in %s", type(view).__name__ if view else "an API view", exc_info=exc)
+        set_rollback()
+        return Response({"detail": "internal error: it has been logged", "code": "server_error"}, status=500)
+    if isinstance(exc, exceptions.APIException) and isinstance(exc.detail, str):
         response.data = {"detail": str(exc.detail), "code": exc.detail.code}
+    elif isinstance(response.data, list):
+        response.data = {"non_field_errors": response.data}
     return response
 
 

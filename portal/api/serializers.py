@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal import selectors
+from portal.api.inputs import POSITIVE_INT_MAX, TEXT_MAX_LENGTH, BoundedModelSerializer, DecimalString, StrictTypes
 from portal.models import APIKey, AuditLogEntry, Invitation, Membership, Product, Subscription, Team, Tenant
 from routing.models import ModelAlias
 
@@ -27,19 +28,14 @@ class Visible(serializers.PrimaryKeyRelatedField):
         return self.selector(user=self.context["request"].user)
 
 
-class DecimalString(serializers.DecimalField):
-    """DecimalField(max_digits=20, decimal_places=10) written as its shortest exact string: "0.15", "10"."""
-
-    def __init__(self, **kwargs) -> None:
-        kwargs.setdefault("min_value", 0)
-        super().__init__(max_digits=20, decimal_places=10, coerce_to_string=True, **kwargs)
-
-    def to_representation(self, value):
-        return None if value is None else format(value.normalize(), "f")
-
-
 @extend_schema_field(OpenApiTypes.EMAIL)
 class UserEmail(serializers.RelatedField):
+    """A user by email address; null once the user has been deleted (the columns are SET_NULL)."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
     def to_representation(self, value) -> str:
         return value.email or value.get_username()
 
@@ -47,14 +43,14 @@ class UserEmail(serializers.RelatedField):
 # --- Tenants, teams and members -------------------------------------------------------------------------------
 
 
-class TenantSerializer(serializers.ModelSerializer):
+class TenantSerializer(BoundedModelSerializer):
     class Meta:
         model = Tenant
         fields = ["id", "name", "slug", "created_at"]
         read_only_fields = ["slug", "created_at"]
 
 
-class TeamSerializer(serializers.ModelSerializer):
+class TeamSerializer(BoundedModelSerializer):
     tenant = Visible(selectors.visible_tenants, queryset=Tenant.objects.all())
 
     class Meta:
@@ -63,7 +59,7 @@ class TeamSerializer(serializers.ModelSerializer):
         read_only_fields = ["slug", "rpm_limit", "tpm_limit", "created_at"]  # changed by PATCH (RateLimits)
 
 
-class MembershipSerializer(serializers.ModelSerializer):
+class MembershipSerializer(BoundedModelSerializer):
     email = serializers.EmailField(source="user.email", read_only=True)
 
     class Meta:
@@ -72,7 +68,7 @@ class MembershipSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InvitationSerializer(serializers.ModelSerializer):
+class InvitationSerializer(BoundedModelSerializer):
     invited_by = UserEmail(read_only=True)
     # Every role is accepted here (one enum in the schema); the service allows only member and team_owner.
     role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.MEMBER)
@@ -92,14 +88,14 @@ class NewInvitationSerializer(InvitationSerializer):
         fields = [*InvitationSerializer.Meta.fields, "token"]
 
 
-class AcceptInvitationSerializer(serializers.Serializer):
-    token = serializers.CharField()
+class AcceptInvitationSerializer(StrictTypes, serializers.Serializer):
+    token = serializers.CharField(max_length=Invitation._meta.get_field("token").max_length)
 
 
 # --- Products and subscriptions -------------------------------------------------------------------------------
 
 
-class ProductSerializer(serializers.ModelSerializer):
+class ProductSerializer(BoundedModelSerializer):
     tenant = Visible(selectors.visible_tenants, queryset=Tenant.objects.all(), required=False, allow_null=True)
     aliases = serializers.SlugRelatedField(
         many=True, slug_field="name", queryset=ModelAlias.objects.all(), required=False
@@ -127,7 +123,7 @@ class ProductSerializer(serializers.ModelSerializer):
         extra_kwargs = {"default_rpm": {"min_value": 1}, "default_tpm": {"min_value": 1}}
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
+class SubscriptionSerializer(BoundedModelSerializer):
     team = Visible(selectors.visible_teams, queryset=Team.objects.all())
     product = Visible(selectors.visible_products, queryset=Product.objects.all())
     requested_by = UserEmail(read_only=True)
@@ -155,12 +151,14 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         read_only_fields = ["status", "decided_at", "reason", "rpm_limit", "tpm_limit", "created_at", "updated_at"]
 
 
-class RateLimitsSerializer(serializers.Serializer):
+class RateLimitsSerializer(StrictTypes, serializers.Serializer):
     """`PATCH teams/{id}` and `subscriptions/{id}`: RPM/TPM overrides; `null` clears one (a subscription then
     uses its product's default). Only these two fields can be changed this way."""
 
-    rpm_limit = serializers.IntegerField(min_value=1, max_value=2**31 - 1, allow_null=True, required=False)
-    tpm_limit = serializers.IntegerField(min_value=1, max_value=2**31 - 1, allow_null=True, required=False)
+    refuses_unknown_fields = True
+
+    rpm_limit = serializers.IntegerField(min_value=1, max_value=POSITIVE_INT_MAX, allow_null=True, required=False)
+    tpm_limit = serializers.IntegerField(min_value=1, max_value=POSITIVE_INT_MAX, allow_null=True, required=False)
 
     def validate(self, attrs: dict) -> dict:
         unknown = sorted(set(self.initial_data) - set(self.fields))
@@ -171,14 +169,14 @@ class RateLimitsSerializer(serializers.Serializer):
         return attrs
 
 
-class DecisionSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+class DecisionSerializer(StrictTypes, serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=TEXT_MAX_LENGTH)
 
 
 # --- API keys -------------------------------------------------------------------------------------------------
 
 
-class APIKeySerializer(serializers.ModelSerializer):
+class APIKeySerializer(BoundedModelSerializer):
     """A key as listed: by its prefix, never its secret or hash."""
 
     team = Visible(selectors.visible_teams, queryset=Team.objects.all())
@@ -236,11 +234,11 @@ class IssuedKeySerializer(APIKeySerializer):
         return self.context["secret"]
 
 
-class RevokeSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+class RevokeSerializer(StrictTypes, serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=TEXT_MAX_LENGTH)
 
 
-class RotateSerializer(serializers.Serializer):
+class RotateSerializer(StrictTypes, serializers.Serializer):
     grace_seconds = serializers.IntegerField(
         required=False,
         default=24 * 3600,
@@ -253,7 +251,7 @@ class RotateSerializer(serializers.Serializer):
 # --- Audit log ------------------------------------------------------------------------------------------------
 
 
-class AuditLogEntrySerializer(serializers.ModelSerializer):
+class AuditLogEntrySerializer(BoundedModelSerializer):
     actor = UserEmail(read_only=True)
 
     class Meta:

@@ -1,11 +1,12 @@
-"""REST API for automation, under /api/v1/. Every path works with and without its trailing slash."""
+"""REST API for automation, under /api/v1/. Every path works with and without its trailing slash; any other path
+answers a JSON 404."""
 
 from django.urls import include, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from billing.api.budgets import BudgetViewSet
 from billing.api.usage_summary import UsageSummaryView
-from portal.api import views
+from portal.api import fallbacks, views
 from portal.api.auth import TokenView
 from portal.api.docs import DocsView
 from portal.api.routes import CHANGEABLE_DETAIL, ID, collection, endpoint
@@ -34,4 +35,6 @@ urlpatterns = [
     re_path(r"^catalogue/", include("routing.api.urls")),
     endpoint("usage/summary", UsageSummaryView.as_view(), "usage-summary"),
     *collection("budgets", BudgetViewSet, "budget", detail=CHANGEABLE_DETAIL),
+    # Last: any other path under /api/v1/ answers a JSON 404, never Django's HTML page.
+    re_path(r"^(?P<path>.*)$", fallbacks.unknown_endpoint),
 ]

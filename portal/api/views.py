@@ -6,11 +6,10 @@ Lists and their create (`GET`/`POST tenants/`) share a read-only viewset; each a
 they can see but may not act on 403.
 """
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import exceptions, generics, status, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, mixins, status, viewsets
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,37 +20,36 @@ from portal.api import serializers
 from portal.api.auth import AUTHENTICATION_CLASSES
 from portal.api.exceptions import handle
 from portal.api.permissions import CanReadAuditLog, require
+from portal.api.query import Filter, PageNumbers, filtered, require_path_ids
+from portal.api.schema import ApiSchema
 from portal.errors import InvalidInput, InvalidTransition
-from portal.models import APIKey, Invitation
+from portal.models import APIKey, AuditLogEntry, Invitation, Subscription
 from portal.services.products import create_product
 
 
 class APIDefaults:
     # What every /api/v1 view shares. (A comment, not a docstring: the schema would show it for every view
     # that has no docstring of its own.) Once settings name the exception handler, only the order of the
-    # authentication classes is new here.
+    # authentication classes is new here. Ids in the path are checked after authentication (an anonymous
+    # caller gets 401 whatever the id) and before any query (portal/api/query.py).
 
     authentication_classes = AUTHENTICATION_CLASSES
     permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser]  # the one body format the schema documents; anything else answers 415
+    pagination_class = PageNumbers
+    schema = ApiSchema()
+    filters: tuple[Filter, ...] = ()  # exact-match query parameters of the list
+    extra_error_codes: tuple[str, ...] = ()  # beyond what ApiSchema infers from the operation's shape
 
     def get_exception_handler(self):
         return handle
 
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        require_path_ids(kwargs)
 
-def _filtered(queryset, request: Request, params: dict[str, str]):
-    """Exact-match filters from the query string: {query parameter: model lookup}."""
-    for param, lookup in params.items():
-        value = request.query_params.get(param)
-        if value:
-            try:
-                queryset = queryset.filter(**{lookup: value})
-            except (ValueError, DjangoValidationError):
-                raise exceptions.ValidationError({param: ["not a valid value"]}) from None
-    return queryset
-
-
-def _filters(*names: str, numeric: tuple[str, ...] = ()) -> list[OpenApiParameter]:
-    return [OpenApiParameter(n, OpenApiTypes.INT if n in numeric else OpenApiTypes.STR) for n in names]
+    def filter_queryset(self, queryset):
+        return filtered(queryset, self.request.query_params, self.filters)
 
 
 # --- Tenants and teams ----------------------------------------------------------------------------------------
@@ -77,9 +75,10 @@ class TeamViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
     """Teams the caller can see. Tenant admins create teams (and become their owner)."""
 
     serializer_class = serializers.TeamSerializer
+    filters = (Filter("tenant", "tenant_id", "id"),)
 
     def get_queryset(self):
-        return _filtered(selectors.visible_teams(user=self.request.user), self.request, {"tenant": "tenant_id"})
+        return selectors.visible_teams(user=self.request.user)
 
     def create(self, request: Request) -> Response:
         body = serializers.TeamSerializer(data=request.data, context=self.get_serializer_context())
@@ -110,9 +109,9 @@ def _visible_team(request: Request, team_id: int):
     return get_object_or_404(selectors.visible_teams(user=request.user), pk=team_id)
 
 
-class TeamMembersView(APIDefaults, generics.GenericAPIView):
-    """`GET`: the team's members, for anyone who can see the team. `POST {"email", "role"}`: invite someone
-    (team owners and tenant admins); the answer carries the invitation's token once."""
+class TeamMembersView(APIDefaults, mixins.ListModelMixin, generics.GenericAPIView):
+    """`GET`: the team's members, one page at a time, for anyone who can see the team. `POST {"email", "role"}`:
+    invite someone (team owners and tenant admins); the answer carries the invitation's token once."""
 
     serializer_class = serializers.MembershipSerializer
 
@@ -120,8 +119,7 @@ class TeamMembersView(APIDefaults, generics.GenericAPIView):
         return selectors.team_memberships(team=_visible_team(self.request, self.kwargs["team_id"]))
 
     def get(self, request: Request, team_id: int) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(serializers.MembershipSerializer(page, many=True).data)
+        return self.list(request)
 
     @extend_schema(request=serializers.InvitationSerializer, responses={201: serializers.NewInvitationSerializer})
     def post(self, request: Request, team_id: int) -> Response:
@@ -146,6 +144,8 @@ class TeamInvitationsView(APIDefaults, generics.ListAPIView):
 
 class AcceptInvitationView(APIDefaults, APIView):
     """`POST {"token"}`: join the team the invitation is for, as the signed-in user it was sent to."""
+
+    extra_error_codes = ("404",)  # no invitation has this token
 
     @extend_schema(request=serializers.AcceptInvitationSerializer, responses={200: serializers.MembershipSerializer})
     def post(self, request: Request) -> Response:
@@ -188,16 +188,19 @@ class ProductViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
         return administered[0] if administered else None
 
 
-@extend_schema_view(list=extend_schema(parameters=_filters("status", "team", "product", numeric=("team", "product"))))
 class SubscriptionViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
     """Subscriptions of the teams the caller can see. Team owners request them (`status` starts `pending`,
     or `active` for a product that needs no approval)."""
 
     serializer_class = serializers.SubscriptionSerializer
+    filters = (
+        Filter("status", "status", "choice", choices=tuple(Subscription.Status.values)),
+        Filter("team", "team_id", "id"),
+        Filter("product", "product_id", "id"),
+    )
 
     def get_queryset(self):
-        subscriptions = selectors.visible_subscriptions(user=self.request.user)
-        return _filtered(subscriptions, self.request, {"status": "status", "team": "team_id", "product": "product_id"})
+        return selectors.visible_subscriptions(user=self.request.user)
 
     def create(self, request: Request) -> Response:
         body = serializers.SubscriptionSerializer(data=request.data, context=self.get_serializer_context())
@@ -219,6 +222,7 @@ class SubscriptionDecisionView(APIDefaults, APIView):
     """`POST {"reason"?}`: tenant and platform admins only; a move the status does not allow answers 409."""
 
     decide = None  # the service, set by each subclass
+    extra_error_codes = ("409",)
 
     @extend_schema(request=serializers.DecisionSerializer, responses={200: serializers.SubscriptionSerializer})
     def post(self, request: Request, pk: int) -> Response:
@@ -249,15 +253,15 @@ class ResumeSubscriptionView(SubscriptionDecisionView):
 # --- API keys -------------------------------------------------------------------------------------------------
 
 
-@extend_schema_view(list=extend_schema(parameters=_filters("team", numeric=("team",))))
 class APIKeyViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
     """Keys of the teams the caller can see, by prefix. Team owners and tenant admins create portal keys,
     which reach only the aliases of their team's active subscriptions (or of the `subscriptions` given)."""
 
     serializer_class = serializers.APIKeySerializer
+    filters = (Filter("team", "team_id", "id"),)
 
     def get_queryset(self):
-        return _filtered(selectors.visible_api_keys(user=self.request.user), self.request, {"team": "team_id"})
+        return selectors.visible_api_keys(user=self.request.user)
 
     @extend_schema(request=serializers.APIKeySerializer, responses={201: serializers.IssuedKeySerializer})
     def create(self, request: Request) -> Response:
@@ -284,6 +288,8 @@ def _key_to_manage(request: Request, pk: int) -> APIKey:
 class RevokeAPIKeyView(APIDefaults, APIView):
     """`POST {"reason"?}`: the key stops working on every gateway process within one snapshot refresh."""
 
+    extra_error_codes = ("409",)  # revoked already
+
     @extend_schema(request=serializers.RevokeSerializer, responses={200: serializers.APIKeySerializer})
     def post(self, request: Request, pk: int) -> Response:
         api_key = _key_to_manage(request, pk)
@@ -297,13 +303,18 @@ class RevokeAPIKeyView(APIDefaults, APIView):
 
 class RotateAPIKeyView(APIDefaults, APIView):
     """`POST {"grace_seconds"?}`: a new key with the same scope (its secret shown once); the old one keeps
-    working for the grace period."""
+    working for the grace period. A key is rotated once: its successor is rotated next (409 otherwise)."""
+
+    extra_error_codes = ("409",)
 
     @extend_schema(request=serializers.RotateSerializer, responses={201: serializers.IssuedKeySerializer})
     def post(self, request: Request, pk: int) -> Response:
         api_key = _key_to_manage(request, pk)
         body = serializers.RotateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        if APIKey.objects.filter(rotated_from=api_key).exists():
+            # rotated_from is unique: a second successor would fail on the constraint, as a 500.
+            raise InvalidTransition("this key has been rotated already: rotate its successor")
         issued = services.rotate_api_key(api_key=api_key, rotated_by=request.user, grace_s=body.data["grace_seconds"])
         answer = serializers.IssuedKeySerializer(issued.api_key, context={"secret": issued.secret})
         return Response(answer.data, status=status.HTTP_201_CREATED)
@@ -312,16 +323,17 @@ class RotateAPIKeyView(APIDefaults, APIView):
 # --- Audit log ------------------------------------------------------------------------------------------------
 
 
-@extend_schema_view(
-    list=extend_schema(parameters=_filters("tenant", "action", "target_type", "target_id", numeric=("tenant",)))
-)
 class AuditLogViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
     """Tenant admins read their tenants' entries, platform admins every entry; anyone else gets 403."""
 
     serializer_class = serializers.AuditLogEntrySerializer
     permission_classes = [CanReadAuditLog]
+    filters = (
+        Filter("tenant", "tenant_id", "id"),
+        Filter("action", "action", max_length=AuditLogEntry._meta.get_field("action").max_length),
+        Filter("target_type", "target_type", max_length=AuditLogEntry._meta.get_field("target_type").max_length),
+        Filter("target_id", "target_id", max_length=AuditLogEntry._meta.get_field("target_id").max_length),
+    )
 
     def get_queryset(self):
-        entries = selectors.visible_audit_log(user=self.request.user)
-        lookups = {"tenant": "tenant_id", "action": "action", "target_type": "target_type", "target_id": "target_id"}
-        return _filtered(entries, self.request, lookups)
+        return selectors.visible_audit_log(user=self.request.user)

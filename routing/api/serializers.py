@@ -1,15 +1,34 @@
 """The model catalogue over REST. Field names are the models'; checks are the catalogue importer's
 (routing/services.py), so an entry the API accepts is one `import_catalogue` accepts too."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from portal.api.serializers import DecimalString
+from portal.api.inputs import BoundedModelSerializer, DecimalString
 from routing.catalogue.schema import CAPABILITIES
 from routing.models import Deployment, ModelAlias, Provider
 from routing.providers.registry import KINDS
 
+MAX_TIMEOUT_S = 3600.0
 
-class ProviderSerializer(serializers.ModelSerializer):
+
+@extend_schema_field(
+    {"type": "number", "format": "double", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_TIMEOUT_S}
+)
+class Seconds(serializers.FloatField):
+    """A timeout: more than 0 seconds (the catalogue importer's rule), at most an hour."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_value=MAX_TIMEOUT_S, required=False, **kwargs)
+
+    def to_internal_value(self, data) -> float:
+        seconds = super().to_internal_value(data)
+        if seconds <= 0:
+            raise serializers.ValidationError("must be a positive number of seconds")
+        return seconds
+
+
+class ProviderSerializer(BoundedModelSerializer):
     """A provider without its credential: `api_key` can be written, never read; `has_api_key` tells if one is
     stored."""
 
@@ -17,9 +36,14 @@ class ProviderSerializer(serializers.ModelSerializer):
     # Checked by the catalogue importer (routing/ssrf.py), whose messages say why a URL is refused.
     base_url = serializers.CharField(max_length=500)
     api_key = serializers.CharField(
-        write_only=True, required=False, trim_whitespace=False, style={"input_type": "password"}
+        write_only=True, required=False, trim_whitespace=False, max_length=1000, style={"input_type": "password"}
     )
+    # The catalogue importer's rule (routing/catalogue/schema.py), here so that the schema shows it.
+    # Blank is what a provider without one shows, and means "none" when sent.
+    api_key_env = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200, required=False, allow_blank=True)
     has_api_key = serializers.SerializerMethodField()
+    timeout_s = Seconds()
+    connect_timeout_s = Seconds()
 
     class Meta:
         model = Provider
@@ -38,7 +62,11 @@ class ProviderSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["updated_at"]
-        extra_kwargs = {"api_key_env": {"required": False}}
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs.get("api_key_env") == "":
+            del attrs["api_key_env"]  # the importer wants a name or nothing
+        return attrs
 
     def get_has_api_key(self, provider: Provider) -> bool:
         return bool(provider.api_key_encrypted)
@@ -49,7 +77,7 @@ class ProviderChangeSerializer(ProviderSerializer):
         read_only_fields = ["name", "updated_at"]
 
 
-class DeploymentSerializer(serializers.ModelSerializer):
+class DeploymentSerializer(BoundedModelSerializer):
     """A model served by a provider; prices are USD per million tokens, as exact decimal strings."""
 
     provider = serializers.SlugRelatedField(slug_field="name", queryset=Provider.objects.all())
@@ -75,6 +103,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["updated_at"]
+        extra_kwargs = {"context_window": {"min_value": 1}, "max_output_tokens": {"min_value": 1}}  # the importer's
 
 
 class DeploymentChangeSerializer(DeploymentSerializer):
@@ -85,14 +114,14 @@ class DeploymentChangeSerializer(DeploymentSerializer):
 class AliasRoutes(serializers.ListField):
     """An alias's deployments by name, in priority order: the first is tried first."""
 
-    child = serializers.CharField()
+    child = serializers.CharField(max_length=Deployment._meta.get_field("name").max_length)
 
     def get_attribute(self, alias: ModelAlias) -> list[str]:
         return [route.deployment.name for route in alias.routes.all()]
 
 
-class ModelAliasSerializer(serializers.ModelSerializer):
-    deployments = AliasRoutes(min_length=1)
+class ModelAliasSerializer(BoundedModelSerializer):
+    deployments = AliasRoutes(min_length=1, max_length=50)
 
     class Meta:
         model = ModelAlias

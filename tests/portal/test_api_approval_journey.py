@@ -122,6 +122,8 @@ def test_a_subscription_approved_through_the_api_opens_the_model_and_a_suspensio
 
         wait_for_status(gateway.url, issued["secret"], 200)
 
-        suspended = ok(admin.post(f"/api/v1/subscriptions/{pending['id']}/suspend", {"reason": "over budget"}))
+        suspended = ok(
+            admin.post(f"/api/v1/subscriptions/{pending['id']}/suspend", {"reason": "over budget"}, format="json")
+        )
         assert suspended["status"] == "suspended"
         wait_for_status(gateway.url, issued["secret"], 403)

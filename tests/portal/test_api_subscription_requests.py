@@ -93,4 +93,4 @@ def test_a_filter_that_is_not_a_number_is_a_bad_request(owner):
     response = token_client(owner).get("/api/v1/subscriptions/?team=abc")
 
     assert response.status_code == 400
-    assert response.json() == {"team": ["not a valid value"]}
+    assert response.json() == {"team": ["must be a whole number from 1 to 9223372036854775807"]}

@@ -51,13 +51,15 @@ def test_an_invitation_cannot_make_a_tenant_admin(team, owner):
 def test_an_invitation_for_someone_else_cannot_be_accepted(team, owner):
     token = invite(owner, team, email="new@acme.test").json()["token"]
 
-    response = token_client(UserFactory(email="other@acme.test")).post("/api/v1/invitations/accept", {"token": token})
+    response = token_client(UserFactory(email="other@acme.test")).post(
+        "/api/v1/invitations/accept", {"token": token}, format="json"
+    )
 
     assert response.status_code == 400
     assert Membership.objects.filter(team=team).count() == 1
 
 
 def test_an_unknown_invitation_token_is_not_found():
-    response = token_client(UserFactory()).post("/api/v1/invitations/accept", {"token": "made-up"})
+    response = token_client(UserFactory()).post("/api/v1/invitations/accept", {"token": "made-up"}, format="json")
 
     assert response.status_code == 404
