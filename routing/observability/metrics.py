@@ -112,7 +112,8 @@ def observe_usage(event) -> None:
     """Count one closed UsageEvent. Runs on the request path, so it only adds to this process's pending totals
     (about 2 µs); `flush_pending` moves them to the shared files about once a second."""
     alias = event.alias
-    if alias and alias not in snapshot.current().aliases:
+    # A call whose model matched no alias is stored with alias "" (billing/usage.py); only /v1/models has none.
+    if (alias or event.endpoint != "models") and alias not in snapshot.current().aliases:
         alias = "unknown"
     route = (event.endpoint, alias, event.deployment, event.provider)
     totals = _pending.get(route)

@@ -38,6 +38,6 @@ def test_each_key_shows_what_it_spent_this_month(client, world):
     page = client.get(reverse("console:team", args=[world.team.pk])).content.decode()
 
     cell = page[page.index(f'data-testid="key-spend-{world.key.prefix}"') :]
-    assert cell[: cell.index("</td>")].count("$0.5042") == 1 and "107 tokens" in cell[: cell.index("</td>")]
+    assert cell[: cell.index("</td>")].count("$0.504") == 1 and "107 tokens" in cell[: cell.index("</td>")]
     quiet_cell = page[page.index(f'data-testid="key-spend-{quiet.prefix}"') :]
     assert "$0.00" in quiet_cell[: quiet_cell.index("</td>")]
