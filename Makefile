@@ -27,7 +27,9 @@ test: $(VENV)/.installed-dev
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/python manage.py makemigrations --check --dry-run >/dev/null || { echo "missing migrations: run makemigrations"; exit 1; }
-	@$(VENV)/bin/pytest -q
+	@$(VENV)/bin/pytest -q --ignore=tests/fuzz
+	@echo "== fuzz stage: schemathesis against /api/v1/schema/, hostile bodies against every /v1 endpoint"
+	@$(VENV)/bin/pytest -q tests/fuzz
 
 lint:
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
