@@ -312,9 +312,6 @@ class RotateAPIKeyView(APIDefaults, APIView):
         api_key = _key_to_manage(request, pk)
         body = serializers.RotateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        if APIKey.objects.filter(rotated_from=api_key).exists():
-            # rotated_from is unique: a second successor would fail on the constraint, as a 500.
-            raise InvalidTransition("this key has been rotated already: rotate its successor")
         issued = services.rotate_api_key(api_key=api_key, rotated_by=request.user, grace_s=body.data["grace_seconds"])
         answer = serializers.IssuedKeySerializer(issued.api_key, context={"secret": issued.secret})
         return Response(answer.data, status=status.HTTP_201_CREATED)

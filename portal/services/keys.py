@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from portal.errors import InvalidInput
+from portal.errors import InvalidInput, InvalidTransition
 from portal.keys import display_prefix, generate_key, hash_key
 from portal.models import APIKey, Subscription, Team
 from portal.services import audit
@@ -81,9 +81,12 @@ def revoke_api_key(*, api_key: APIKey, revoked_by=None, reason: str = "", actor_
 @transaction.atomic
 def rotate_api_key(*, api_key: APIKey, rotated_by=None, grace_s: int = 24 * 3600) -> IssuedKey:
     """A new key with the same scope; the old one keeps working for `grace_s` seconds, then expires."""
+    # Locked: two rotations at once must not both make a successor (rotated_from is unique; the loser would 500).
     old = APIKey.objects.select_for_update().get(pk=api_key.pk)
     if old.is_revoked:
         raise InvalidInput("a revoked key cannot be rotated")
+    if APIKey.objects.filter(rotated_from=old).exists():
+        raise InvalidTransition("this key has been rotated already: rotate its successor")
     if grace_s < 0 or grace_s > 30 * 24 * 3600:
         raise InvalidInput("the grace period must be between 0 seconds and 30 days")
     issued = issue_api_key(

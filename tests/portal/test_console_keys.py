@@ -168,3 +168,14 @@ def test_a_team_without_active_subscriptions_is_warned_that_its_key_can_call_not
     page = client.get(new_key_url(world)).content.decode()
 
     assert "no active subscription yet" in page
+
+
+def test_rotating_a_key_that_was_rotated_already_says_so_and_makes_no_second_successor(client, world):
+    client.force_login(world.users["team_owner"])
+    client.post(reverse("console:key-rotate", args=[world.key.pk]), {"grace_s": "3600"})
+
+    again = client.post(reverse("console:key-rotate", args=[world.key.pk]), {"grace_s": "3600"}, follow=True)
+
+    assert again.status_code == 200
+    assert "rotated already" in again.content.decode()
+    assert APIKey.objects.filter(rotated_from=world.key).count() == 1
