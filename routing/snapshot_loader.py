@@ -183,10 +183,20 @@ async def refresh_once() -> None:
 
 async def refresh_forever() -> None:
     interval = settings.TOLLWAY_SNAPSHOT_REFRESH_S
+    failing_since: float | None = None
     while True:
         await asyncio.sleep(interval)
         try:
             await refresh_once()
-        except Exception:
-            # Keep serving the last good snapshot; a database blip must not take the gateway down.
-            log.exception("snapshot refresh failed; serving the previous one")
+        except Exception as exc:
+            # Keep serving the last good snapshot; a database blip must not take the gateway down. Say so once
+            # per outage, not every interval: a 60 s outage at 2 s is 30 tracebacks that tell nothing new.
+            if failing_since is None:
+                failing_since = time.monotonic()
+                log.warning("snapshot refresh failed (%s); serving the previous one until it works again", exc)
+            else:
+                log.debug("snapshot refresh still failing: %s", exc)
+            continue
+        if failing_since is not None:
+            log.info("snapshot refresh works again after %.1f s", time.monotonic() - failing_since)
+            failing_since = None
