@@ -79,12 +79,12 @@ async def test_a_crash_right_after_a_commit_before_the_segment_is_deleted_stores
 
 
 async def test_a_crash_half_way_through_draining_a_backlog_stores_the_rest_once(tmp_path):
-    store = DatabaseStore(failures=1)
+    # The database fails once, is back, stores three batches of ten, then the process dies. die_after is set
+    # up front: set after the failure, the writer's immediate retry could store a fourth batch first.
+    store = DatabaseStore(failures=1, die_after=3)
     writer = new_writer(tmp_path, store, batch_size=10, memory_rows=5, sleep=RecordedSleeps())
     writer.start()
     await submit_all(writer)
-    assert await eventually(lambda: store.failures == 0)
-    store.die_after = 3  # the database is back; three batches of ten are stored, then the process dies
     assert await eventually(lambda: store.is_dead)
     await crash(writer)
     assert len(await stored()) == 30
