@@ -4,6 +4,7 @@ import factory
 
 from portal.models import Team, Tenant
 from routing.credentials import encrypt_secret
+from routing.engine.snapshot import Principal
 from routing.models import AliasDeployment, Deployment, ModelAlias, Provider
 
 
@@ -61,3 +62,22 @@ def make_alias(name: str, *deployments: Deployment) -> ModelAlias:
     for priority, deployment in enumerate(deployments):
         AliasDeployment.objects.create(alias=alias, deployment=deployment, priority=priority)
     return alias
+
+
+def principal(*, rpm: int | None = None, tpm: int | None = None, **fields) -> Principal:
+    """A key as the data plane sees it (key 3 of team 2 of tenant 1), with the RPM/TPM limits asked for."""
+    values = {
+        "key_id": 3,
+        "key_prefix": "sk-tw-x",
+        "secret_hash": "h",
+        "tenant_id": 1,
+        "tenant_name": "Acme",
+        "team_id": 2,
+        "team_name": "Checkout",
+        "allowed_aliases": None,
+        "expires_at": None,
+        "is_revoked": False,
+        "rpm_limit": rpm,
+        "tpm_limit": tpm,
+    }
+    return Principal(**{**values, **fields})

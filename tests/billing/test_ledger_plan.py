@@ -5,8 +5,9 @@ from decimal import Decimal
 
 from billing.ledger.counters import budget_period, minute_window, ticks_to_usd, usd_to_ticks
 from billing.ledger.plan import DEFAULT_OUTPUT_RESERVE, counters_for, has_limits, needs_worst_case, worst_case
-from routing.engine.snapshot import BudgetRule, Principal, RateRule, Snapshot
+from routing.engine.snapshot import BudgetRule, RateRule, Snapshot
 from routing.engine.types import ModelPrice, Target
+from tests.factories import principal
 
 HI = {"messages": [{"role": "user", "content": "Hi"}]}  # 3 + 1 + 3 = 7 prompt tokens
 
@@ -14,23 +15,6 @@ HI = {"messages": [{"role": "user", "content": "Hi"}]}  # 3 + 1 + 3 = 7 prompt t
 def target(name: str, price_in: str, price_out: str, max_output: int | None = None) -> Target:
     price = ModelPrice(input_per_million=Decimal(price_in), output_per_million=Decimal(price_out))
     return Target(name, "p", "openai", "http://x", name, price, max_output_tokens=max_output)
-
-
-def principal(**limits) -> Principal:
-    return Principal(
-        key_id=3,
-        key_prefix="sk-tw-x",
-        secret_hash="h",
-        tenant_id=1,
-        tenant_name="Acme",
-        team_id=2,
-        team_name="Checkout",
-        allowed_aliases=None,
-        expires_at=None,
-        is_revoked=False,
-        rpm_limit=limits.get("rpm"),
-        tpm_limit=limits.get("tpm"),
-    )
 
 
 def at(text: str) -> float:

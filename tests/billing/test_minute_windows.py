@@ -8,28 +8,12 @@ import pytest
 from billing.ledger.counters import Counter, budget_period, minute_window
 from billing.ledger.plan import NOTHING_NEEDED, counters_for
 from billing.ledger.stores import MemoryStore
-from routing.engine.snapshot import BudgetRule, Principal, Snapshot
+from routing.engine.snapshot import BudgetRule, Snapshot
+from tests.factories import principal
 
 
 def at(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
-
-
-def principal(*, rpm: int | None) -> Principal:
-    return Principal(
-        key_id=3,
-        key_prefix="sk-tw-x",
-        secret_hash="h",
-        tenant_id=1,
-        tenant_name="Acme",
-        team_id=2,
-        team_name="Checkout",
-        allowed_aliases=None,
-        expires_at=None,
-        is_revoked=False,
-        rpm_limit=rpm,
-        tpm_limit=None,
-    )
 
 
 def rpm_counter(now: float, *, rpm: int) -> Counter:

@@ -9,10 +9,11 @@ from django.test import override_settings
 from billing.ledger import admission
 from portal import services
 from routing.engine import snapshot
-from routing.engine.snapshot import Principal, RateRule, Snapshot
+from routing.engine.snapshot import RateRule, Snapshot
 from routing.observability import readiness
 from tests.billing.ledger_helpers import CHAT
 from tests.billing.tcp_proxy import CuttableProxy
+from tests.factories import principal
 from tests.gateway import start_gateway, wait_for_usage
 from tests.gateway_process import GatewayProcess, database_url
 from tests.observability.prometheus_text import scrape, total
@@ -34,23 +35,6 @@ def redis_unreachable(settings):
 
 def call(url: str, key: str) -> httpx.Response:
     return httpx.post(f"{url}/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"}, timeout=30)
-
-
-def principal(*, rpm_limit: int | None) -> Principal:
-    return Principal(
-        key_id=3,
-        key_prefix="sk-tw-a",
-        secret_hash="h",
-        tenant_id=1,
-        tenant_name="Acme",
-        team_id=2,
-        team_name="Checkout",
-        allowed_aliases=None,
-        expires_at=None,
-        is_revoked=False,
-        rpm_limit=rpm_limit,
-        tpm_limit=None,
-    )
 
 
 def test_healthz_answers_without_touching_the_console(gateway):
@@ -166,8 +150,8 @@ class NoStoreAnswers(admission.Ledger):
 
 @pytest.mark.anyio
 async def test_with_no_store_answering_the_gateway_is_not_ready_only_if_something_has_a_limit():
-    without_limits = Snapshot(keys_by_prefix={"sk-tw-a": principal(rpm_limit=None)}, loaded_at=1.0)
-    with_a_key_limit = Snapshot(keys_by_prefix={"sk-tw-a": principal(rpm_limit=60)}, loaded_at=2.0)
+    without_limits = Snapshot(keys_by_prefix={"sk-tw-a": principal(key_prefix="sk-tw-a")}, loaded_at=1.0)
+    with_a_key_limit = Snapshot(keys_by_prefix={"sk-tw-a": principal(rpm=60, key_prefix="sk-tw-a")}, loaded_at=2.0)
     with_a_team_limit = Snapshot(team_limits={2: RateRule(rpm=60)}, loaded_at=3.0)
     loaded = snapshot.current()
     admission.install(NoStoreAnswers(redis_url="redis://127.0.0.1:1/0"))
