@@ -11,7 +11,6 @@ import asyncio
 import io
 import logging
 import os
-import zlib
 
 from django.core.asgi import get_asgi_application
 
@@ -28,7 +27,8 @@ from routing.observability import endpoints as operations  # noqa: E402
 from routing.observability import lifespan as observability  # noqa: E402
 from routing.proxy import views  # noqa: E402
 from routing.proxy.bounds import clip  # noqa: E402
-from routing.proxy.errors import BodyTooLarge, GatewayError, InvalidRequest, NotFound, UnsupportedMediaType  # noqa: E402
+from routing.proxy.content_encoding import decoded_body  # noqa: E402
+from routing.proxy.errors import BodyTooLarge, GatewayError, NotFound  # noqa: E402
 from routing.proxy.lifespan import Gateway  # noqa: E402
 
 # The console's static files (admin CSS/JS) are served by Django itself: a few small files, no extra server.
@@ -66,63 +66,6 @@ async def _read_body(receive, limit: int) -> tuple[bytes, bool]:
             chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks), too_large
-
-
-# zlib's window bits: gzip framing, or zlib's own (HTTP's "deflate"), or raw deflate (what some clients send).
-_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-# A compressed body above 1 KB (up to ~1 MB inflated) is inflated on a thread: zlib releases the GIL.
-_INFLATE_ON_LOOP_BYTES = 1024
-
-
-def _content_encodings(scope) -> list[str]:
-    codings = []
-    for name, value in scope["headers"]:
-        if name == b"content-encoding":
-            codings += [c.strip().lower() for c in value.decode("latin-1").split(",") if c.strip()]
-    return [c for c in codings if c != "identity"]
-
-
-def _inflate_one(data: bytes, wbits: int, limit: int) -> bytes:
-    output, rest = [], data
-    while rest:
-        inflater = zlib.decompressobj(wbits)
-        # max_length stops a bomb at limit + 1 bytes of output, whatever its ratio.
-        output.append(inflater.decompress(rest, limit + 1 - sum(map(len, output))))
-        if sum(map(len, output)) > limit or inflater.unconsumed_tail:
-            raise BodyTooLarge(f"The request body is larger than {limit} bytes once decompressed.")
-        if not inflater.eof:
-            raise InvalidRequest("The request body is truncated: its compressed stream does not end.")
-        rest = inflater.unused_data  # gzip allows several members, one after another
-    return b"".join(output)
-
-
-def _inflate(body: bytes, codings: list[str], limit: int) -> bytes:
-    """Undo each Content-Encoding, last applied first; the result is bounded by `limit` after every step."""
-    for coding in reversed(codings):
-        try:
-            body = _inflate_one(body, _WBITS[coding], limit)
-        except zlib.error:
-            if coding != "deflate":
-                raise InvalidRequest(f"The request body is not valid {coding} data.") from None
-            try:
-                body = _inflate_one(body, -zlib.MAX_WBITS, limit)
-            except zlib.error:
-                raise InvalidRequest("The request body is not valid deflate data.") from None
-    return body
-
-
-async def _decoded_body(scope, body: bytes, limit: int) -> bytes:
-    codings = _content_encodings(scope)
-    if not codings:
-        return body
-    unsupported = [c for c in codings if c not in _WBITS]
-    if unsupported:
-        raise UnsupportedMediaType(
-            f"Content-Encoding '{clip(unsupported[0], 40)}' is not supported: send identity, gzip or deflate."
-        )
-    if len(body) <= _INFLATE_ON_LOOP_BYTES:
-        return _inflate(body, codings, limit)
-    return await asyncio.to_thread(_inflate, body, codings, limit)
 
 
 def _error_response(path: str, exc: GatewayError):
@@ -168,20 +111,17 @@ async def handle_v1(scope, receive, send) -> None:
     if view is None:
         response = _error_response(path, NotFound(f"Unknown endpoint {clip(scope['method'], 20)} {clip(path)}."))
     else:
-        body_error = None
-        if not too_large:
+        body_error = BodyTooLarge(f"The request body is larger than {limit} bytes.") if too_large else None
+        if body_error is None:
             try:
-                body = await _decoded_body(scope, body, limit)
+                body = await decoded_body(scope["headers"], body, limit)
             except GatewayError as exc:
                 body, body_error = b"", exc
         request = ASGIRequest(scope, io.BytesIO(body))
         request.META["tollway.request_id"] = request_id
-        request.META["tollway.max_body"] = limit
         # What the view reads is the body as decoded (or chunked, without a Content-Length): say its real size,
         # which DRF trusts to decide whether there is a body at all.
         request.META["CONTENT_LENGTH"] = str(len(body))
-        if too_large:
-            request.META["tollway.body_too_large"] = True
         if body_error is not None:
             # Raised by the view after authentication, so the call still leaves its usage record.
             request.META["tollway.body_error"] = body_error

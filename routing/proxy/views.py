@@ -19,7 +19,7 @@ from routing.proxy import anthropic_messages, pipeline, sse, validation
 from routing.proxy.anthropic_stream import AnthropicStreamEncoder
 from routing.proxy.auth import ApiKeyAuthentication
 from routing.proxy.bounds import clip
-from routing.proxy.errors import BodyTooLarge, GatewayError, InvalidApiKey, InvalidRequest, MethodNotAllowed
+from routing.proxy.errors import GatewayError, InvalidApiKey, InvalidRequest, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
@@ -115,10 +115,8 @@ class GatewayView(APIView):
         )
 
     def read_body(self, request, usage: UsageEvent) -> dict:
-        if request._request.META.get("tollway.body_too_large"):
-            raise BodyTooLarge(f"The request body is larger than {request._request.META['tollway.max_body']} bytes.")
         if "tollway.body_error" in request._request.META:
-            raise request._request.META["tollway.body_error"]  # its Content-Encoding (config/asgi.py)
+            raise request._request.META["tollway.body_error"]  # too large, or its Content-Encoding (config/asgi.py)
         body = request.data  # OrjsonParser checks its depth
         usage.alias = validation.check_model(body)
         if isinstance(body.get("stream"), bool):
