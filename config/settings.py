@@ -150,6 +150,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "purge-expired-usage": {"task": "billing.tasks.purge_expired_usage", "schedule": 3600.0},
     "reconcile-budgets": {"task": "billing.tasks.reconcile_budgets", "schedule": 60.0, "options": {"expires": 60}},
+    "prune-change-feed": {"task": "routing.tasks.prune_change_feed", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Dashboards: without a broker there is no beat, so each gateway process offers to run CELERY_BEAT_SCHEDULE on a
@@ -258,6 +259,15 @@ TOLLWAY_CHANGES_RETENTION_H = env_float("TOLLWAY_CHANGES_RETENTION_H", 24.0)
 TOLLWAY_KEY_CACHE_SIZE = env_int("TOLLWAY_KEY_CACHE_SIZE", 50000)
 TOLLWAY_KEY_NEGATIVE_TTL_S = env_float("TOLLWAY_KEY_NEGATIVE_TTL_S", 30.0)
 TOLLWAY_KEY_LOOKUPS_PER_S = env_float("TOLLWAY_KEY_LOOKUPS_PER_S", 50.0)
+for _name, _value, _low in (
+    ("TOLLWAY_SNAPSHOT_REFRESH_S", TOLLWAY_SNAPSHOT_REFRESH_S, 0.01),
+    ("TOLLWAY_CHANGES_MAX_BATCH", TOLLWAY_CHANGES_MAX_BATCH, 1),
+    ("TOLLWAY_KEY_CACHE_SIZE", TOLLWAY_KEY_CACHE_SIZE, 1),
+    ("TOLLWAY_KEY_NEGATIVE_TTL_S", TOLLWAY_KEY_NEGATIVE_TTL_S, 0),
+    ("TOLLWAY_KEY_LOOKUPS_PER_S", TOLLWAY_KEY_LOOKUPS_PER_S, 1),
+):
+    if _value < _low:
+        raise ImproperlyConfigured(f"{_name} must be at least {_low}, not {_value}")
 TOLLWAY_USAGE_FLUSH_INTERVAL_S = env_float("TOLLWAY_USAGE_FLUSH_INTERVAL_S", 0.5)
 TOLLWAY_USAGE_FLUSH_BATCH = env_int("TOLLWAY_USAGE_FLUSH_BATCH", 500)
 # Where each process appends usage records before answering, so a hard crash loses none (see billing/outbox.py).

@@ -10,6 +10,7 @@ the periodic read in each process is the safety net when a publish is lost.
 """
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import ClassVar
 
@@ -75,11 +76,12 @@ def _publish_after_commit(using: str) -> None:
 
 
 _redis_client = None
+_publish_paused_until = 0.0  # after a failed publish, writers don't wait on an absent Redis for a while
 
 
 def _publish() -> None:
-    global _redis_client
-    if not settings.REDIS_URL:
+    global _redis_client, _publish_paused_until
+    if not settings.REDIS_URL or time.monotonic() < _publish_paused_until:
         return
     try:
         if _redis_client is None:
@@ -89,6 +91,7 @@ def _publish() -> None:
         _redis_client.publish(CHANNEL, b"1")
     except Exception as exc:
         # The change is committed; processes still read it within TOLLWAY_SNAPSHOT_REFRESH_S.
+        _publish_paused_until = time.monotonic() + 5.0
         log.warning(
             "change feed: could not notify gateways through Redis (%s); they read it on their next refresh", exc
         )
@@ -112,14 +115,7 @@ class ChangeRecordingQuerySet(models.QuerySet):
             self.model.record_changes_of([obj.pk for obj in created], using=self.db)
         return created
 
-    def bulk_update(self, objs, fields, *args, **kwargs):
-        if not self.model.records_change_of(fields):
-            return super().bulk_update(objs, fields, *args, **kwargs)
-        objs = list(objs)
-        with transaction.atomic(using=self.db, savepoint=False):
-            updated = super().bulk_update(objs, fields, *args, **kwargs)
-            self.model.record_changes_of([obj.pk for obj in objs], using=self.db)
-        return updated
+    # bulk_update() writes through update() above, once per batch: it needs nothing of its own.
 
 
 class DataPlaneModel(models.Model):
@@ -194,3 +190,26 @@ def connect_signals() -> None:
         for field in model._meta.many_to_many:
             through = field.remote_field.through
             m2m_changed.connect(_on_m2m_changed, sender=through, dispatch_uid=f"change-feed-m2m-{through._meta.label}")
+
+
+def prune(*, older_than_h: float | None = None, batch_size: int = 10_000) -> int:
+    """Delete changes older than TOLLWAY_CHANGES_RETENTION_H. A process whose last version was pruned rebuilds
+    (the read sees the hole), so this bounds the table, never correctness."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from routing.models import ChangeEvent
+
+    hours = settings.TOLLWAY_CHANGES_RETENTION_H if older_than_h is None else older_than_h
+    horizon = timezone.now() - timedelta(hours=hours)
+    deleted = 0
+    while True:
+        batch = list(
+            ChangeEvent.objects.filter(created_at__lt=horizon)
+            .order_by("version")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not batch:
+            return deleted
+        deleted += ChangeEvent.objects.filter(pk__in=batch).delete()[0]
