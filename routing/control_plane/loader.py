@@ -122,10 +122,10 @@ def _principals(keys) -> dict[int, Principal]:
     return found
 
 
-def principal_by_hash(secret_hash: str) -> Principal | None:
-    """The key with this hash (revoked ones too: they answer "revoked", not "incorrect"), or None."""
-    found = _principals(APIKey.objects.filter(secret_hash=secret_hash))
-    return next(iter(found.values()), None)
+def principals_by_hash(secret_hashes: list[str]) -> dict[str, Principal]:
+    """The keys with these hashes, by hash (revoked ones too: they answer "revoked", not "incorrect")."""
+    found = _principals(APIKey.objects.filter(secret_hash__in=secret_hashes))
+    return {principal.secret_hash: principal for principal in found.values()}
 
 
 def principals_by_id(key_ids: Iterable[int]) -> dict[int, Principal | None]:

@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 LANE = "control"  # the database thread for feed reads and key lookups, beside the usage writer's
 
 
-async def _lookup(secret_hash: str):
-    return await run_in_db(loader.principal_by_hash, secret_hash, lane=LANE)
+async def _lookup(secret_hashes: list[str]):
+    return await run_in_db(loader.principals_by_hash, secret_hashes, lane=LANE)
 
 
 def _new_key_cache() -> KeyCache:
@@ -127,6 +127,7 @@ class ControlPlane:
             self._tasks.append(loop.create_task(self._listen_forever(), name="control-plane-listener"))
 
     async def stop(self) -> None:
+        await _keys.aclose()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
