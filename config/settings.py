@@ -260,6 +260,9 @@ TOLLWAY_CHANGES_RETENTION_H = env_float("TOLLWAY_CHANGES_RETENTION_H", 24.0)
 TOLLWAY_KEY_CACHE_SIZE = env_int("TOLLWAY_KEY_CACHE_SIZE", 50000)
 TOLLWAY_KEY_NEGATIVE_TTL_S = env_float("TOLLWAY_KEY_NEGATIVE_TTL_S", 30.0)
 TOLLWAY_KEY_LOOKUPS_PER_S = env_float("TOLLWAY_KEY_LOOKUPS_PER_S", 500.0)
+# After start-up, each process reads ahead the keys used in the last this many hours (up to the cache size), in
+# the background: a restart does not make a large tenant's busy keys queue at the lookup cap. 0 turns it off.
+TOLLWAY_KEY_WARM_START_H = env_float("TOLLWAY_KEY_WARM_START_H", 24.0)
 for _name, _value, _low in (
     ("TOLLWAY_SNAPSHOT_REFRESH_S", TOLLWAY_SNAPSHOT_REFRESH_S, 0.01),
     ("TOLLWAY_CHANGES_MAX_BATCH", TOLLWAY_CHANGES_MAX_BATCH, 1),

@@ -175,6 +175,28 @@ class KeyCache:
             found |= self._ids_by_team.get(team_id, set())
         return found
 
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def preload(self, principals: Iterable[Principal], *, generation: int) -> int:
+        """Keep keys read ahead of their first call (a warm start), each put first in line for eviction, behind
+        the keys in use; unless a change was applied since `generation` was read: then they may be stale, and
+        are left to be looked up."""
+        if generation != self._generation or self._applying:
+            return 0
+        kept = 0
+        for principal in principals:
+            if principal.key_prefix not in self._by_prefix and len(self._by_prefix) < self._size:
+                self._keep(principal)
+                self._by_prefix.move_to_end(principal.key_prefix, last=False)  # behind keys already in use
+                kept += 1
+        return kept
+
     def begin_change(self) -> None:
         """Changes are about to be read: lookups under way or made until finish_change() are not kept."""
         self._generation += 1

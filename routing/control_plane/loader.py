@@ -137,6 +137,12 @@ def principals_by_id(key_ids: Iterable[int]) -> dict[int, Principal | None]:
     return found
 
 
+def recently_used_key_ids(*, since, limit: int) -> list[int]:
+    """Live keys used since then, most recent first: what a starting process reads ahead."""
+    keys = APIKey.objects.filter(is_revoked=False, last_used_at__gte=since).order_by("-last_used_at")
+    return list(keys.values_list("pk", flat=True)[:limit])
+
+
 def keys_have_limits(key_ids: Iterable[int] | None = None) -> bool:
     """Does any live key (of these) have its own RPM/TPM? Readiness needs a limits store only then."""
     keys = APIKey.objects.filter(is_revoked=False).filter(Q(rpm_limit__isnull=False) | Q(tpm_limit__isnull=False))

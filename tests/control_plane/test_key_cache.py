@@ -176,3 +176,19 @@ async def test_changes_replace_keys_in_memory_and_drop_deleted_ones():
     cache.finish_change({1: key(1, team_id=7, rpm_limit=5), 2: None, 99: key(99)})
     assert cache.cached("sk-tw-00000001").rpm_limit == 5
     assert cache.cached("sk-tw-00000002") is None and cache.cached("sk-tw-00000099") is None
+
+
+async def test_keys_read_ahead_are_kept_behind_keys_in_use_and_only_if_nothing_changed_meanwhile():
+    database, clock = Database(key(1)), Clock()
+    cache = cache_over(database, clock, size=3)
+    await cache.principal("sk-tw-00000001", "hash-1")
+    generation = cache.generation
+    cache.begin_change()
+    cache.finish_change()
+    assert cache.preload([key(2)], generation=generation) == 0  # read before a change: may be stale
+
+    assert cache.preload([key(2), key(3), key(4)], generation=cache.generation) == 2  # room for two
+    database.by_hash["hash-5"] = key(5)
+    await cache.principal("sk-tw-00000005", "hash-5")
+    # The least recent read-ahead key (3, put last at the front) goes first; the key in use stays.
+    assert cache.key_ids(every=True) == {1, 2, 5}
