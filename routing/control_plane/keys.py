@@ -212,6 +212,9 @@ class KeyCache:
         self._generation += 1
         self._applying = False
 
+    def forget_unknown(self) -> None:
+        self._unknown.clear()
+
     def clear(self) -> None:
         self._generation += 1
         self._by_prefix.clear()

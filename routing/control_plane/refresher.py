@@ -155,13 +155,18 @@ class ControlPlane:
         log.info("key warm start: %d keys used in the last %g h read ahead", kept, settings.TOLLWAY_KEY_WARM_START_H)
 
     async def rebuild(self) -> None:
+        # Keys in memory may be stale in any way: they are read again with the rest (not dropped, which would
+        # send every caller of a busy process to the lookup cap at once).
+        in_memory = _keys.key_ids(every=True)
         _keys.begin_change()
+        reloaded: dict = {}
         try:
             built, version = await run_in_db(_build, lane=LANE)
+            if in_memory:
+                reloaded = await run_in_db(loader.principals_by_id, in_memory, lane=LANE)
         finally:
-            _keys.finish_change()
-        # Keys in memory may be stale in any way: they are looked up again when next presented.
-        _keys.clear()
+            _keys.finish_change(reloaded)
+        _keys.forget_unknown()
         snapshot.install(built)
         self.version = version
         self.rebuilds += 1
