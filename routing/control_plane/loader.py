@@ -65,8 +65,7 @@ def _intern(value):
     """One shared object for equal names, alias sets and grants: thousands of keys of one team cost one copy."""
     if len(_interned) > 200_000:
         _interned.clear()
-    key = tuple(sorted(value.items())) if isinstance(value, dict) else value
-    return _interned.setdefault((type(value), key), value)
+    return _interned.setdefault((type(value), value), value)
 
 
 def _team_grants(team_ids: set[int]) -> tuple[dict[int, list[int]], dict[int, set[str]]]:
@@ -92,16 +91,16 @@ def _principals(keys) -> dict[int, Principal]:
         )
     )
     team_subscriptions, by_subscription = _team_grants({k.team_id for k in keys if k.source == APIKey.Source.PORTAL})
+    # One frozenset per distinct alias set, shared by every subscription (and key) that has it.
+    aliases_of = {pk: _intern(frozenset(aliases)) for pk, aliases in by_subscription.items()}
     found = {}
     for key in keys:
-        subscription_by_alias: dict[str, int] = {}
+        grants: tuple[tuple[int, frozenset[str]], ...] = ()
         if key.source == APIKey.Source.PORTAL:
             # Portal keys reach only what their team's active subscriptions grant (the oldest grant wins).
             scoped = sorted(s.pk for s in key.subscriptions.all()) or team_subscriptions.get(key.team_id, [])
-            for pk in scoped:
-                for alias in by_subscription.get(pk, ()):
-                    subscription_by_alias.setdefault(alias, pk)
-            allowed = frozenset(subscription_by_alias)
+            grants = _intern(tuple((pk, aliases_of[pk]) for pk in scoped if pk in aliases_of))
+            allowed = frozenset().union(*(aliases for _, aliases in grants))
         else:
             allowed = frozenset(key.allowed_aliases) if key.allowed_aliases else None
         found[key.pk] = Principal(
@@ -117,7 +116,7 @@ def _principals(keys) -> dict[int, Principal]:
             is_revoked=key.is_revoked,
             rpm_limit=key.rpm_limit,
             tpm_limit=key.tpm_limit,
-            subscription_by_alias=_intern(subscription_by_alias),
+            grants=grants,
         )
     return found
 

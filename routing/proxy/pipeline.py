@@ -90,7 +90,7 @@ async def _route(principal: Principal, usage: UsageEvent, body: dict[str, Any], 
     """Resolve the alias, pass admission control (limits, budgets), and walk its deployments; the usage event
     learns which one answered, and when."""
     targets = resolve(principal, usage.alias)
-    usage.subscription_id = principal.subscription_by_alias.get(usage.alias)
+    usage.subscription_id = principal.subscription_for(usage.alias)
     usage.alias, targets = await admission.admit(principal, usage.alias, targets, body, usage)
     attempts = Attempts()
     started = time.perf_counter()
