@@ -13,6 +13,7 @@ After commit, the new version is published on Redis (channel tollway:changes) so
 the periodic read in each process is the safety net when a publish is lost.
 """
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -24,7 +25,15 @@ from django.db.models.signals import m2m_changed, post_delete, pre_delete
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "tollway:changes"
+
+def channel() -> str:
+    """The Redis channel of this deployment's feed: one per database, so deployments (or test runs) that share a
+    Redis server do not wake each other."""
+    database = settings.DATABASES["default"]
+    identity = f"{database.get('HOST', '')}:{database.get('PORT', '')}/{database['NAME']}"
+    return f"tollway:changes:{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+
+
 TENANT, TEAM, KEY, SUBSCRIPTION, PRODUCT, BUDGET, CATALOGUE = (
     "tenant",
     "team",
@@ -83,23 +92,30 @@ def _publish_after_commit(using: str) -> None:
     # Once per transaction, however many changes it records.
     connection = connections[using]
     if not any(callback is _publish for _, callback, _ in connection.run_on_commit):
+        _redis()  # made now, so the publish right after commit does not wait for an import and a connection
         transaction.on_commit(_publish, using=using)
 
 
-_redis_client = None
+_redis_clients: dict = {}  # REDIS_URL -> client (one per process, per URL the settings have named)
 _publish_paused_until = 0.0  # after a failed publish, writers don't wait on an absent Redis for a while
 
 
+def _redis():
+    client = _redis_clients.get(settings.REDIS_URL)
+    if client is None and settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+        _redis_clients[settings.REDIS_URL] = client
+    return client
+
+
 def _publish() -> None:
-    global _redis_client, _publish_paused_until
+    global _publish_paused_until
     if not settings.REDIS_URL or time.monotonic() < _publish_paused_until:
         return
     try:
-        if _redis_client is None:
-            import redis
-
-            _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
-        _redis_client.publish(CHANNEL, b"1")
+        _redis().publish(channel(), b"1")
     except Exception as exc:
         # The change is committed; processes still read it within TOLLWAY_SNAPSHOT_REFRESH_S.
         _publish_paused_until = time.monotonic() + 5.0

@@ -183,12 +183,12 @@ class KeyCache:
     def generation(self) -> int:
         return self._generation
 
-    def preload(self, principals: Iterable[Principal], *, generation: int) -> int:
+    def preload(self, principals: Iterable[Principal], *, generation: int) -> int | None:
         """Keep keys read ahead of their first call (a warm start), each put first in line for eviction, behind
         the keys in use; unless a change was applied since `generation` was read: then they may be stale, and
         are left to be looked up."""
         if generation != self._generation or self._applying:
-            return 0
+            return None  # read them again
         kept = 0
         for principal in principals:
             if principal.key_prefix not in self._by_prefix and len(self._by_prefix) < self._size:

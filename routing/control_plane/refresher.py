@@ -146,9 +146,14 @@ class ControlPlane:
             # Most recent first; each is put at the eviction end, so the least recent end up first out.
             for start in range(0, len(ids), 2000):
                 chunk = ids[start : start + 2000]
-                generation = _keys.generation
-                found = await run_in_db(loader.principals_by_id, chunk, lane=LANE)
-                kept += _keys.preload([found[i] for i in chunk if found.get(i) is not None], generation=generation)
+                for _ in range(5):  # a change applied meanwhile makes what was read stale: read it again
+                    generation = _keys.generation
+                    found = await run_in_db(loader.principals_by_id, chunk, lane=LANE)
+                    in_chunk = [found[i] for i in chunk if found.get(i) is not None]
+                    preloaded = _keys.preload(in_chunk, generation=generation)
+                    if preloaded is not None:
+                        kept += preloaded
+                        break
         except Exception as exc:
             log.warning("key warm start stopped (%s); keys are looked up as they are presented", exc)
             return
@@ -237,7 +242,7 @@ class ControlPlane:
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(feed.CHANNEL)
+                await pubsub.subscribe(feed.channel())
                 if not self._listening:
                     log.info("change feed: notified through Redis")
                 self._listening = True
@@ -263,7 +268,7 @@ class ControlPlane:
                 except Exception as exc:  # a connection already gone cannot be closed politely
                     log.debug("change feed: closing the Redis subscription: %s", exc)
             await asyncio.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, 10.0)
+            backoff_s = min(backoff_s * 2, 5.0)
 
     async def readiness(self) -> CheckResult:
         notified = bool(settings.REDIS_URL) and self._listening

@@ -7,6 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from billing.models import Budget
+from config import db_thread
 from portal import services
 from portal.keys import display_prefix, hash_key
 from portal.models import APIKey, Product, Subscription, Team
@@ -26,6 +27,12 @@ async def present(secret: str, settings):
     return await refresher.keys().principal(
         display_prefix(secret), hash_key(secret, pepper=settings.TOLLWAY_KEY_PEPPER)
     )
+
+
+@pytest.fixture(autouse=True)
+def close_database_threads():
+    yield
+    db_thread.shutdown()  # their connections, so the test database can be dropped
 
 
 @pytest.fixture
