@@ -4,7 +4,6 @@ building afresh when it fell too far behind or the feed was pruned past it."""
 import asyncio
 
 import pytest
-from asgiref.sync import sync_to_async
 
 from billing.models import Budget
 from config import db_thread
@@ -20,7 +19,12 @@ pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
 
 
 def db(fn):
-    return sync_to_async(fn, thread_sensitive=False)
+    """The test's own writes, on a database thread of their own (closed after each test)."""
+
+    async def on_a_database_thread(*args, **kwargs):
+        return await db_thread.run_in_db(fn, *args, lane="test", **kwargs)
+
+    return on_a_database_thread
 
 
 async def present(secret: str, settings):
