@@ -34,6 +34,12 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 NOTIFY_BOUND_S = 1.0
 # Long enough that the periodic read cannot be what delivers a change inside NOTIFY_BOUND_S.
 LONG_REFRESH_S = 30.0
+# Where the periodic read is what must deliver a change: short, so the tests are too.
+SHORT_REFRESH_S = 0.5
+# A change committed just after a read began waits for that read, the interval, and the next read; each read is
+# one feed query and the rows that changed, on a database thread the usage writer also uses. Half a second
+# covers both reads with room for the shared two-core machine, and is still short of a second interval.
+PERIODIC_BOUND_S = SHORT_REFRESH_S + 0.5
 GIVE_UP_AFTER_S = 5.0  # probing stops: a change this late reports "never" with the bound it missed
 POLL_PAUSE_S = 0.02  # between probes: the figure is this much coarser, and the gateway is not flooded
 
