@@ -4,19 +4,21 @@ would use against them.
 
 Each process runs one worker, so every call names the process it reaches and a bound is measured per process
 (two workers behind one port would let the kernel choose, and a slow worker could hide behind a fast one).
-Changes are made the way users make them: over HTTP to /api/v1 (served by the first process, as by any
-gateway) or with manage.py in a process of its own, never from the test process, whose writes would publish
-to whatever Redis the test settings name.
+The changes under test are made the way users make them: over HTTP to /api/v1 (served by the first process,
+as by any gateway) or with manage.py in a process of its own. Never from the test process: its writes would
+publish to whatever Redis the test settings name. (What it writes, it writes before the processes start.)
 """
 
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -47,8 +49,8 @@ POLL_PAUSE_S = 0.02  # between probes: the figure is this much coarser, and the 
 @dataclass
 class Cluster:
     gateways: list[GatewayProcess]
-    redis: RedisServer | None
-    env: dict[str, str] = field(default_factory=dict)  # what the gateways were given beyond the defaults
+    redis: RedisServer | None  # the gateways' REDIS_URL, when they have one
+    env: dict[str, str]  # what the gateways were given beyond the test process's environment
 
     @property
     def urls(self) -> list[str]:
@@ -72,16 +74,14 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(
-    tmp_path: Path, *, refresh_s: float, has_redis: bool = True, env: dict[str, str] | None = None
-) -> Iterator[Cluster]:
+def running_cluster(tmp_path: Path, *, refresh_s: float, has_redis: bool = True) -> Iterator[Cluster]:
     """Two gateway processes started together; with `has_redis`, a private redis-server as their REDIS_URL,
     else REDIS_URL empty (whatever the test process was given)."""
     redis = RedisServer().start() if has_redis else None
     gateway_env = {
         "REDIS_URL": redis.url if redis else "",
         "TOLLWAY_SNAPSHOT_REFRESH_S": str(refresh_s),
-        **(env or {}),
+        "TOLLWAY_ACCESS_LOG": "0",  # hundreds of probes; their lines would only cost the shared CPU
     }
     gateways = [
         GatewayProcess(workers=1, env=gateway_env, outbox_dir=tmp_path / f"outbox-{index}") for index in range(2)
@@ -107,18 +107,36 @@ def unused_redis_url() -> str:
 # --- What a caller sees -----------------------------------------------------------------------------------------
 
 
+_clients = threading.local()
+
+
+def _fresh_connections() -> httpx.Client:
+    """This thread's client that keeps no connection alive: every call opens its own, as a new caller's would.
+    (A new httpx.Client per call would too, but costs ~70 ms of the test's CPU to build, which the probes' figures
+    and the shared machine would pay.)"""
+    if not hasattr(_clients, "client"):
+        _clients.client = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=30)
+    return _clients.client
+
+
 def chat(url: str, key: str) -> httpx.Response:
-    """One chat completion on a fresh connection (httpx.post opens and closes its own)."""
-    return httpx.post(f"{url}/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"}, timeout=30)
+    """One chat completion on a fresh connection."""
+    headers = {"authorization": f"Bearer {key}"}
+    return _fresh_connections().post(f"{url}/v1/chat/completions", json=CHAT, headers=headers)
 
 
 def models_status(url: str, key: str) -> int:
     """GET /v1/models on a fresh connection: authenticated like a chat call, without reaching the upstream."""
-    return httpx.get(f"{url}/v1/models", headers={"authorization": f"Bearer {key}"}, timeout=30).status_code
+    return _fresh_connections().get(f"{url}/v1/models", headers={"authorization": f"Bearer {key}"}).status_code
+
+
+def refuses(key: str) -> Callable[[str], bool]:
+    """For FirstSeen: does the process answer this key 401?"""
+    return lambda url: models_status(url, key) == 401
 
 
 def readiness(url: str) -> tuple[int, dict]:
-    answer = httpx.get(f"{url}/readyz", timeout=10)
+    answer = _fresh_connections().get(f"{url}/readyz")
     return answer.status_code, answer.json()
 
 
@@ -129,32 +147,67 @@ def change_feed_of(url: str) -> dict:
     return body["checks"]["change_feed"]
 
 
-def seconds_until(
-    urls: list[str], is_seen: Callable[[str], bool], *, since: float, timeout_s: float = GIVE_UP_AFTER_S
-) -> dict[str, float | None]:
-    """Probe every process at once until `is_seen(url)`; per process, the seconds from `since` (a monotonic
-    time) to the first probe that saw it, or None if none did within `timeout_s`. The timeout is well past any
-    bound a test asserts, so a change that is merely late reports by how much."""
+class FirstSeen:
+    """`with FirstSeen(urls, is_seen) as seen:` probes every process from the moment the block is entered
+    until `is_seen(url)`, so a change is caught however soon it lands, even before the call that made it has
+    returned (a manage.py process, say, takes a while to exit after its commit). After the block the probes go
+    on for up to `timeout_s`; well past any bound a test asserts, so a change that is merely late reports by
+    how much."""
 
-    def watch(url: str) -> float | None:
-        deadline = since + timeout_s
-        while time.monotonic() < deadline:
-            if is_seen(url):
-                return time.monotonic() - since
-            time.sleep(POLL_PAUSE_S)
-        return None
+    def __init__(self, urls: list[str], is_seen: Callable[[str], bool], *, timeout_s: float = GIVE_UP_AFTER_S):
+        self._is_seen, self._timeout_s = is_seen, timeout_s
+        self.seen_at: dict[str, float | None] = dict.fromkeys(urls)  # monotonic time of the first probe that saw it
+        self._deadline = float("inf")  # set when the block ends
+        self._is_stopping = threading.Event()
+        self._errors: list[BaseException] = []
+        self._threads = [threading.Thread(target=self._watch, args=(url,), daemon=True) for url in urls]
 
-    with ThreadPoolExecutor(len(urls)) as pool:
-        return dict(zip(urls, pool.map(watch, urls), strict=True))
+    def _watch(self, url: str) -> None:
+        try:
+            while not self._is_stopping.is_set() and time.monotonic() < self._deadline:
+                if self._is_seen(url):
+                    self.seen_at[url] = time.monotonic()
+                    return
+                time.sleep(POLL_PAUSE_S)
+        except BaseException as exc:  # raised again in the test's thread
+            self._errors.append(exc)
+
+    def __enter__(self) -> "FirstSeen":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        if exc_type is not None:
+            self._is_stopping.set()
+        self._deadline = time.monotonic() + self._timeout_s
+        for thread in self._threads:
+            thread.join()
+        if self._errors and exc_type is None:
+            raise self._errors[0]
+
+    def seconds_since(self, moment: float) -> dict[str, float | None]:
+        """Per process, from `moment` (monotonic) to the first probe that saw it; None if none did."""
+        return {url: None if at is None else at - moment for url, at in self.seen_at.items()}
 
 
-def within(seconds: dict[str, float | None], bound_s: float) -> bool:
-    return all(s is not None and s <= bound_s for s in seconds.values())
+def monotonic_at(moment: datetime) -> float:
+    """A wall-clock moment written by another process (a row's timestamp), on this process's monotonic clock."""
+    return time.monotonic() - (time.time() - moment.timestamp())
 
 
 def figures(seconds: dict[str, float | None]) -> str:
-    """The measured delays, per process, for a failure message."""
+    """The measured delays, per process."""
     return ", ".join(f"{url}: {'never' if s is None else f'{s:.3f} s'}" for url, s in seconds.items())
+
+
+def assert_within(bound_s: float, measured: dict[str, dict[str, float | None]]) -> None:
+    """Every delay measured (what was measured -> per process) is at most `bound_s`. The figures are printed
+    either way (pytest -rP shows them) and named in the failure."""
+    report = "; ".join(f"{what}: {figures(seconds)}" for what, seconds in measured.items())
+    print(f"bound {bound_s:g} s; {report}")
+    late = [s for seconds in measured.values() for s in seconds.values() if s is None or s > bound_s]
+    assert not late, f"over the bound of {bound_s:g} s: {report}"
 
 
 # --- What an admin uses -----------------------------------------------------------------------------------------
