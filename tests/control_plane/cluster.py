@@ -43,7 +43,7 @@ SHORT_REFRESH_S = 0.5
 # covers both reads with room for the shared two-core machine, and is still short of a second interval.
 PERIODIC_BOUND_S = SHORT_REFRESH_S + 0.5
 GIVE_UP_AFTER_S = 5.0  # probing stops: a change this late reports "never" with the bound it missed
-POLL_PAUSE_S = 0.02  # between probes: the figure is this much coarser, and the gateway is not flooded
+POLL_PAUSE_S = 0.05  # between probes: the figure is this much coarser, and the gateway is not flooded
 
 
 @dataclass
