@@ -147,6 +147,14 @@ def change_feed_of(url: str) -> dict:
     return body["checks"]["change_feed"]
 
 
+def metric(url: str, name: str) -> float:
+    """One unlabelled sample from the process's /metrics (Prometheus text)."""
+    for line in _fresh_connections().get(f"{url}/metrics").text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{url}/metrics has no {name}")
+
+
 class FirstSeen:
     """`with FirstSeen(urls, is_seen) as seen:` probes every process from the moment the block is entered
     until `is_seen(url)`, so a change is caught however soon it lands, even before the call that made it has

@@ -7,15 +7,19 @@ import time
 
 import pytest
 from django.db import connection
+from django.db.models import Max
 
 from portal import services
+from routing.models import ChangeEvent
 from tests.control_plane.cluster import (
     LONG_REFRESH_S,
     NOTIFY_BOUND_S,
     FirstSeen,
     admin_api,
     assert_within,
+    change_feed_of,
     make_portal,
+    metric,
     models_status,
     ok,
     refuses,
@@ -53,8 +57,13 @@ def test_a_key_revoked_through_the_api_or_manage_py_is_refused_by_both_processes
             cluster.manage("revoke_api_key", by_command.api_key.prefix)
             revoked_at = time.monotonic()
         after_command = seen.seconds_since(revoked_at)
+        # What each process says it has applied: the feed's latest version, in /readyz and /metrics alike.
+        versions = {url: change_feed_of(url)["detail"]["version"] for url in cluster.urls}
+        gauges = {url: metric(url, "tollway_change_feed_version") for url in cluster.urls}
+    latest = ChangeEvent.objects.aggregate(latest=Max("version"))["latest"]
 
     assert other_key == dict.fromkeys(cluster.urls, 200)  # a revocation reaches its own key only
+    assert versions == dict.fromkeys(cluster.urls, latest) and gauges == dict.fromkeys(cluster.urls, latest)
     assert_within(
         NOTIFY_BOUND_S,
         {"first 401 after the api's revoke returned": after_api, "after manage.py returned": after_command},
