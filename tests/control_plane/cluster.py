@@ -84,7 +84,14 @@ def running_cluster(tmp_path: Path, *, refresh_s: float, has_redis: bool = True)
         "TOLLWAY_ACCESS_LOG": "0",  # hundreds of probes; their lines would only cost the shared CPU
     }
     gateways = [
-        GatewayProcess(workers=1, env=gateway_env, outbox_dir=tmp_path / f"outbox-{index}") for index in range(2)
+        GatewayProcess(
+            workers=1,
+            # Metrics of its own, as on a host of its own: in one directory the two would be summed as one node's.
+            # (The data directory stays shared: it holds the key pepper both must hash with.)
+            env={**gateway_env, "TOLLWAY_METRICS_DIR": str(tmp_path / f"metrics-{index}")},
+            outbox_dir=tmp_path / f"outbox-{index}",
+        )
+        for index in range(2)
     ]
     try:
         # Started side by side: each takes a few seconds of Django set-up and a full snapshot build.
@@ -147,12 +154,13 @@ def change_feed_of(url: str) -> dict:
     return body["checks"]["change_feed"]
 
 
-def metric(url: str, name: str) -> float:
-    """One unlabelled sample from the process's /metrics (Prometheus text)."""
+def metric(url: str, series: str) -> float:
+    """One sample from the process's /metrics (Prometheus text), by its series as written there:
+    `tollway_key_cache_size`, `tollway_key_lookups_total{result="found"}`."""
     for line in _fresh_connections().get(f"{url}/metrics").text.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[1])
-    raise AssertionError(f"{url}/metrics has no {name}")
+        if line.startswith(f"{series} "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{url}/metrics has no {series}")
 
 
 class FirstSeen:

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from tests.control_plane.cluster import LONG_REFRESH_S, admin_api, chat, make_portal, ok, running_cluster
+from tests.control_plane.cluster import LONG_REFRESH_S, admin_api, chat, make_portal, metric, ok, running_cluster
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -30,7 +30,11 @@ def test_a_key_made_through_the_api_or_manage_py_answers_its_first_call_on_both_
             name: Counter(chat(url, key).status_code for url in cluster.urls for _ in range(CALLS_PER_PROCESS))
             for name, key in (("api", by_api), ("manage.py", by_command))
         }
+        # Each process looked each key up once, on its first call, and answered the rest from memory.
+        lookups = {url: metric(url, 'tollway_key_lookups_total{result="found"}') for url in cluster.urls}
+        in_memory = {url: metric(url, "tollway_key_cache_size") for url in cluster.urls}
 
     assert first_by_api == dict.fromkeys(cluster.urls, 200)
     assert first_by_command == dict.fromkeys(cluster.urls, 200)
     assert later == {name: Counter({200: 2 * CALLS_PER_PROCESS}) for name in ("api", "manage.py")}
+    assert lookups == dict.fromkeys(cluster.urls, 2) and in_memory == dict.fromkeys(cluster.urls, 2)
