@@ -122,10 +122,10 @@ def _principals(keys) -> dict[int, Principal]:
     return found
 
 
-def principal_by_hash(secret_hash: str) -> Principal | None:
-    """The key with this hash (revoked ones too: they answer "revoked", not "incorrect"), or None."""
-    found = _principals(APIKey.objects.filter(secret_hash=secret_hash))
-    return next(iter(found.values()), None)
+def principals_by_hash(secret_hashes: list[str]) -> dict[str, Principal]:
+    """The keys with these hashes, by hash (revoked ones too: they answer "revoked", not "incorrect")."""
+    found = _principals(APIKey.objects.filter(secret_hash__in=secret_hashes))
+    return {principal.secret_hash: principal for principal in found.values()}
 
 
 def principals_by_id(key_ids: Iterable[int]) -> dict[int, Principal | None]:
@@ -135,6 +135,12 @@ def principals_by_id(key_ids: Iterable[int]) -> dict[int, Principal | None]:
     for start in range(0, len(key_ids), 2000):
         found.update(_principals(APIKey.objects.filter(pk__in=key_ids[start : start + 2000])))
     return found
+
+
+def recently_used_key_ids(*, since, limit: int) -> list[int]:
+    """Live keys used since then, most recent first: what a starting process reads ahead."""
+    keys = APIKey.objects.filter(is_revoked=False, last_used_at__gte=since).order_by("-last_used_at")
+    return list(keys.values_list("pk", flat=True)[:limit])
 
 
 def keys_have_limits(key_ids: Iterable[int] | None = None) -> bool:

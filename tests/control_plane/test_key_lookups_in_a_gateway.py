@@ -29,14 +29,14 @@ def test_a_key_created_after_start_answers_on_its_first_call(gateway, team):
 def test_a_key_lookup_does_not_hold_up_calls_of_keys_in_memory(gateway, api_key, team, monkeypatch):
     assert call(gateway.url, api_key).status_code == 200  # now in memory
     started, release = threading.Event(), threading.Event()
-    real_lookup = loader.principal_by_hash
+    real_lookup = loader.principals_by_hash
 
-    def held_lookup(secret_hash):
+    def held_lookup(secret_hashes):
         started.set()
         release.wait(30)
-        return real_lookup(secret_hash)
+        return real_lookup(secret_hashes)
 
-    monkeypatch.setattr(loader, "principal_by_hash", held_lookup)
+    monkeypatch.setattr(loader, "principals_by_hash", held_lookup)
     new_key = services.issue_api_key(team=team, name="new").secret
     with ThreadPoolExecutor(1) as pool:
         first_call = pool.submit(call, gateway.url, new_key)
@@ -51,8 +51,8 @@ def test_a_key_lookup_does_not_hold_up_calls_of_keys_in_memory(gateway, api_key,
 def test_made_up_keys_cost_at_most_the_cap_and_keys_in_memory_are_unaffected(catalogue, api_key, settings, monkeypatch):
     settings.TOLLWAY_KEY_LOOKUPS_PER_S = 5
     lookups = []
-    real_lookup = loader.principal_by_hash
-    monkeypatch.setattr(loader, "principal_by_hash", lambda h: lookups.append(h) or real_lookup(h))
+    real_lookup = loader.principals_by_hash
+    monkeypatch.setattr(loader, "principals_by_hash", lambda hashes: lookups.extend(hashes) or real_lookup(hashes))
     with start_gateway() as gateway:
         assert call(gateway.url, api_key).status_code == 200
         lookups.clear()

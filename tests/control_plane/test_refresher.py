@@ -1,6 +1,8 @@
 """One process applying the change feed: in order, only what changed, catching up without a notification, and
 building afresh when it fell too far behind or the feed was pruned past it."""
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 
@@ -132,3 +134,26 @@ async def test_prune_keeps_recent_changes_and_deletes_old_ones(settings):
     count = await db(ChangeEvent.objects.count)()
     assert count and await db(feed.prune)(older_than_h=1) == 0
     assert await db(feed.prune)(older_than_h=-1) == count
+
+
+async def test_a_starting_process_reads_ahead_the_keys_used_lately(settings):
+    from datetime import UTC, datetime, timedelta
+
+    team, _, issued = await world()
+    recent = [await db(services.issue_api_key)(team=team, name=f"busy {n}") for n in range(3)]
+    idle = await db(services.issue_api_key)(team=team, name="idle")
+    now = datetime.now(UTC)
+    for n, one in enumerate(recent):
+        await db(APIKey.objects.filter(pk=one.api_key.pk).update)(last_used_at=now - timedelta(minutes=n))
+    await db(APIKey.objects.filter(pk=idle.api_key.pk).update)(last_used_at=now - timedelta(days=3))
+    control_plane = refresher.ControlPlane()
+    await control_plane.start()
+    try:
+        for _ in range(200):
+            if len(refresher.keys()) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert refresher.keys().key_ids(every=True) == {one.api_key.pk for one in recent}
+    finally:
+        await control_plane.stop()
+        snapshot.install(snapshot.Snapshot())
