@@ -18,9 +18,11 @@ from tests.control_plane.cluster import (
     admin_api,
     assert_within,
     change_feed_of,
+    figures,
     make_portal,
     metric,
     models_status,
+    monotonic_at,
     ok,
     refuses,
     running_cluster,
@@ -57,6 +59,12 @@ def test_a_key_revoked_through_the_api_or_manage_py_is_refused_by_both_processes
             cluster.manage("revoke_api_key", by_command.api_key.prefix)
             revoked_at = time.monotonic()
         after_command = seen.seconds_since(revoked_at)
+        # manage.py takes a while to exit after its commit, so the processes usually refuse the key before it
+        # has returned (a negative figure). From the revocation's own timestamp, just before the commit, the
+        # figure includes its publish, which imports and connects to Redis only then: shown, not bounded.
+        by_command.api_key.refresh_from_db()
+        since_written = seen.seconds_since(monotonic_at(by_command.api_key.revoked_at))
+        print(f"first 401 after manage.py's revoked_at: {figures(since_written)}")
         # What each process says it has applied: the feed's latest version, in /readyz and /metrics alike.
         versions = {url: change_feed_of(url)["detail"]["version"] for url in cluster.urls}
         gauges = {url: metric(url, "tollway_change_feed_version") for url in cluster.urls}
