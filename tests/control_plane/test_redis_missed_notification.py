@@ -48,8 +48,8 @@ def test_an_unpublished_change_reaches_both_processes_by_the_periodic_read(tmp_p
         assert statuses(cluster.urls, issued.secret) == dict.fromkeys(cluster.urls, 200)
         with FirstSeen(cluster.urls, refuses(issued.secret)) as seen:
             cluster.manage("revoke_api_key", issued.api_key.prefix, redis_url=unused_redis_url())
-        # From the revocation's own timestamp, just before its commit: manage.py takes a while to exit after it
-        # (its failing publish is retried), and the periodic read is not waiting for that.
+        # From the revocation's own timestamp, just before its commit: manage.py takes up to a second or two to
+        # exit after it, and the periodic read does not wait for that.
         issued.api_key.refresh_from_db()
         seconds = seen.seconds_since(monotonic_at(issued.api_key.revoked_at))
         modes = {url: change_feed_of(url)["detail"]["mode"] for url in cluster.urls}
