@@ -5,7 +5,6 @@ periodic mode as healthy (nothing is missing: this is how the gateway is configu
 import time
 
 import pytest
-from django.db import connection
 
 from portal import services
 from tests.control_plane.cluster import (
@@ -25,7 +24,6 @@ from tests.control_plane.cluster import (
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL: several processes write to it"),
 ]
 
 
