@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,6 +33,9 @@ _ROW_FIELDS = (
 )
 
 
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
 @transaction.atomic
 def store_usage_rows(*, rows: list[dict]) -> int:
     """Insert usage rows (from UsageEvent.to_row); request ids already stored are skipped, so replays are safe.
@@ -53,7 +56,10 @@ def store_usage_rows(*, rows: list[dict]) -> int:
     # A key, team or tenant deleted since the request keeps its name in the row but loses the link.
     tenant_ids = set(Tenant.objects.filter(pk__in={r["tenant_id"] for r in rows}).values_list("pk", flat=True))
     team_ids = set(Team.objects.filter(pk__in={r["team_id"] for r in rows}).values_list("pk", flat=True))
-    key_ids = set(APIKey.objects.filter(pk__in={r["api_key_id"] for r in rows}).values_list("pk", flat=True))
+    stored_last_used = dict(
+        APIKey.objects.filter(pk__in={r["api_key_id"] for r in rows}).values_list("pk", "last_used_at")
+    )
+    key_ids = set(stored_last_used)
     wanted_subscriptions = {r.get("subscription_id") for r in rows} - {None}
     subscription_ids = set(Subscription.objects.filter(pk__in=wanted_subscriptions).values_list("pk", flat=True))
     records = [
@@ -79,8 +85,12 @@ def store_usage_rows(*, rows: list[dict]) -> int:
         if row["api_key_id"] in key_ids:
             last_used[row["api_key_id"]] = max(last_used.get(row["api_key_id"], 0.0), row["created_at"])
     for key_id, used_at in last_used.items():
-        # last_used_at is informational; updating it must not bump updated_at (it would look like a key change).
-        APIKey.objects.filter(pk=key_id).update(last_used_at=datetime.fromtimestamp(used_at, tz=UTC))
+        when = datetime.fromtimestamp(used_at, tz=UTC)
+        stored = stored_last_used.get(key_id)
+        # Kept to the minute: precise enough for "last used", and it spares a busy key's row a rewrite (and
+        # its indexes new entries) on every flush. Informational: it must not bump updated_at either.
+        if stored is None or when - stored >= LAST_USED_PRECISION:
+            APIKey.objects.filter(pk=key_id).update(last_used_at=when)
     return len(records)
 
 

@@ -178,24 +178,22 @@ class ControlPlane:
 
     async def catch_up(self) -> None:
         """Apply every change committed after self.version."""
+        limit = settings.TOLLWAY_CHANGES_MAX_BATCH
+        page = await run_in_db(loader.read_changes, self.version, limit=limit, lane=LANE)
+        if page.must_rebuild:
+            log.info("change feed: %d changes behind (or it restarted); building afresh", page.latest - self.version)
+            await self.rebuild()
+            return
+        current = snapshot.current()
+        if not page.changes:
+            snapshot.install(dataclasses.replace(current, loaded_at=time.time()))  # confirmed current
+            return
+        # From here until the reloads are in, lookups are used but not kept: one that read a key before these
+        # changes committed and finished after the keys to reload were chosen would stay stale. One that
+        # finished earlier is in memory, so it is chosen and reloaded with the rest.
         _keys.begin_change()
         reloaded: dict = {}
         try:
-            page = await run_in_db(
-                loader.read_changes, self.version, limit=settings.TOLLWAY_CHANGES_MAX_BATCH, lane=LANE
-            )
-            if page.must_rebuild:
-                log.info(
-                    "change feed: %d changes behind (or the feed restarted); building afresh",
-                    page.latest - self.version,
-                )
-                _keys.finish_change()
-                await self.rebuild()
-                return
-            current = snapshot.current()
-            if not page.changes:
-                snapshot.install(dataclasses.replace(current, loaded_at=time.time()))  # confirmed current
-                return
             delta = await run_in_db(loader.resolve, page.changes, lane=LANE)
             if delta.needs_rebuild:
                 _keys.finish_change()
