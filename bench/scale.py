@@ -1,0 +1,344 @@
+"""Tollway at control-plane scale (issue 10): a million keys, ten thousand teams and a thousand aliases in
+PostgreSQL, against the same harness on an almost empty database, in one run. See bench/README.md, "Scale".
+
+    .venv/bin/python bench/scale.py                       # build both databases, then every check
+    .venv/bin/python bench/scale.py --skip-build --only rss,idle,startup,rps
+
+Checks (--only): startup, rss, idle, rps (2 gateway processes: one uvicorn --workers 2 per database), keys
+(create and revoke through the REST API and manage.py, two single-worker gateways on two ports), flood (garbage
+keys beside a good-key load, the same two gateways). The table goes to stdout and bench/results/scale-<ts>.md.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+from scale import builder, key_changes, load, processes  # noqa: E402
+from scale.report import Report  # noqa: E402
+
+FULL_DB, EMPTY_DB = "tollway_scale", "tollway_scale_empty"
+REDIS_URL = "redis://127.0.0.1:6379/9"
+# A fixed pepper: the load keys in the keys file stay valid across runs with --skip-build.
+PEPPER = "scale-bench-pepper-not-a-secret"
+CHECKS = ("startup", "rss", "idle", "rps", "keys", "flood")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    shape = parser.add_argument_group("the database")
+    shape.add_argument("--keys", type=int, default=1_000_000, help="API keys in the full database (1,000,000)")
+    shape.add_argument("--teams", type=int, default=10_000, help="teams (10,000), 100 to a tenant")
+    shape.add_argument("--aliases", type=int, default=1_000, help="model aliases, one deployment each (1,000)")
+    shape.add_argument("--load-keys", type=int, default=5_000, help="distinct keys in the load, both databases")
+    shape.add_argument("--skip-build", action="store_true", help="reuse both databases and the keys file")
+    run = parser.add_argument_group("the run")
+    run.add_argument("--only", default=",".join(CHECKS), help=f"comma-separated checks: {','.join(CHECKS)}")
+    run.add_argument("--warmup-s", type=float, default=30, help="wrk warm-up per gateway, c=16, every load key")
+    run.add_argument("--idle-s", type=float, default=30, help="idle window for CPU time")
+    run.add_argument("--rps-s", type=float, default=10, help="seconds per measured wrk round")
+    run.add_argument("--rps-rounds", type=int, default=3, help="rounds per database, alternating")
+    run.add_argument("--connections", type=int, default=16, help="wrk connections for requests/s")
+    run.add_argument("--rest-tries", type=int, default=100, help="keys created and revoked through the REST API")
+    run.add_argument("--command-tries", type=int, default=10, help="keys created and revoked through manage.py")
+    run.add_argument("--calls-per-key", type=int, default=20, help="fresh-connection calls per new key")
+    run.add_argument("--revoke-limit-s", type=float, default=5, help="give up waiting for a 401 after this")
+    run.add_argument("--flood-rate", type=float, default=1000, help="garbage keys a second, all processes")
+    run.add_argument("--flood-s", type=float, default=10, help="flood duration")
+    run.add_argument("--ready-timeout-s", type=float, default=180, help="give up on a gateway start after this")
+    run.add_argument("--state-dir", type=Path, default=REPO / "var" / "bench-scale", help="keys, logs, data")
+    run.add_argument("--port-base", type=int, default=8300, help="gateways on base..base+11, upstream on base+90")
+    args = parser.parse_args()
+    args.only = [check.strip() for check in args.only.split(",") if check.strip()]
+    if unknown := set(args.only) - set(CHECKS):
+        parser.error(f"unknown checks: {', '.join(sorted(unknown))}")
+    return args
+
+
+def log(message: str) -> None:
+    print(f"[scale {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def gateway_env(args: argparse.Namespace, name: str, database: str) -> dict[str, str]:
+    state = args.state_dir / name
+    # Metrics files from an earlier process would be summed into this one's /metrics.
+    shutil.rmtree(state / "metrics", ignore_errors=True)
+    (state / "metrics").mkdir(parents=True)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TOLLWAY_")}
+    return env | {
+        "DATABASE_URL": builder.database_url(database),
+        "REDIS_URL": REDIS_URL,
+        "TOLLWAY_KEY_PEPPER": PEPPER,
+        "TOLLWAY_DATA_DIR": str(state / "data"),
+        "TOLLWAY_METRICS_DIR": str(state / "metrics"),
+        "TOLLWAY_USAGE_OUTBOX_DIR": str(state / "outbox"),
+        "TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS": "1",
+        "BENCH_SCALE_UPSTREAM_KEY": "sk-canned-upstream-ignores-it",
+    }
+
+
+def metric_total(url: str, name: str, **labels: str) -> float | None:
+    """The sum of a metric's samples matching `labels` in the gateway's /metrics; None if it has none."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    total, found = 0.0, False
+    for line in text.splitlines():
+        match = re.match(rf"{name}(?:\{{(.*)\}})? ([0-9.e+-]+)$", line)
+        if match and all(f'{key}="{value}"' in (match.group(1) or "") for key, value in labels.items()):
+            total, found = total + float(match.group(2)), True
+    return total if found else None
+
+
+def database_transactions(database: str) -> int:
+    with psycopg.connect(builder.database_url("postgres")) as conn:
+        row = conn.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (database,)
+        ).fetchone()
+    return int(row[0])
+
+
+def build(args: argparse.Namespace, report: Report, upstream_url: str) -> Path:
+    keys_file = args.state_dir / "load-keys.txt"
+    if args.skip_build:
+        if not keys_file.exists():
+            raise SystemExit(f"--skip-build: {keys_file} is missing; build first")
+        report.note(f"databases reused (--skip-build); rows in {FULL_DB}: {builder.row_counts(FULL_DB)}")
+        return keys_file
+    env = gateway_env(args, "build", FULL_DB)
+    load_keys = builder.make_load_keys(args.load_keys, pepper=PEPPER)
+    keys_file.write_text("".join(f"{key}\n" for key, _ in load_keys))
+    for database, shape in [
+        (FULL_DB, builder.Shape(keys=args.keys, teams=args.teams, aliases=args.aliases, load_keys=args.load_keys)),
+        (EMPTY_DB, builder.Shape(keys=args.load_keys, teams=1, aliases=2, load_keys=args.load_keys)),
+    ]:
+        log(f"building {database}: {shape}")
+        started = time.monotonic()
+        timings = builder.build(database, shape, load_keys, upstream_url=upstream_url, env=env)
+        steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in timings.items())
+        report.note(f"built {database} in {time.monotonic() - started:.1f} s ({steps}): {builder.row_counts(database)}")
+    return keys_file
+
+
+def start_gateway(args: argparse.Namespace, name: str, database: str, port: int, workers: int):
+    gateway = processes.Gateway(
+        name=name, port=port, workers=workers, env=gateway_env(args, name, database),
+        log_path=args.state_dir / f"{name}.log",
+    )  # fmt: skip
+    log(f"starting {name} ({database}, {workers} worker(s), port {port})")
+    gateway.start()
+    gateway.wait_ready(timeout_s=args.ready_timeout_s)
+    return gateway
+
+
+def check_scale(args, report: Report, keys_file: Path) -> None:
+    """startup, rss, idle and rps: one uvicorn --workers 2 on each database, side by side."""
+    full = start_gateway(args, "full", FULL_DB, args.port_base, 2)
+    try:
+        empty = start_gateway(args, "empty", EMPTY_DB, args.port_base + 1, 2)
+    except BaseException:
+        full.stop()
+        raise
+    try:
+        ready = {name: max(g.ready_after_s.values()) for name, g in (("full", full), ("empty", empty))}
+        if "startup" in args.only:
+            each = ", ".join(f"{seconds:.1f} s" for seconds in full.ready_after_s.values())
+            report.add("start-up to ready (start -> /readyz 200 from every worker)", "<= 10 s",
+                       f"{ready['full']:.1f} s (workers: {each}; empty database {ready['empty']:.1f} s)",
+                       ready["full"] <= 10)  # fmt: skip
+        for gateway in (full, empty):
+            log(f"warm-up {gateway.name}: {args.warmup_s:g} s, c=16, {args.load_keys} keys in turn")
+            result = load.run_wrk(gateway.url, keys_file=keys_file, connections=16, duration_s=args.warmup_s)
+            report.note(f"warm-up {gateway.name}: {result.requests} requests over {args.load_keys} distinct keys "
+                        f"({result.rps:.0f}/s, {result.errors} errors, {result.non2xx} non-2xx)")  # fmt: skip
+        if "rss" in args.only:
+            rss = {pid: processes.rss_mb(pid) for pid in full.worker_pids()}
+            empty_rss = [processes.rss_mb(pid) for pid in empty.worker_pids()]
+            cached = metric_total(full.url, "tollway_key_cache_size")
+            report.add(f"RSS per gateway process after warm-up ({args.load_keys} keys in use)", "<= 150 MB",
+                       f"max {max(rss.values()):.0f} MB ({', '.join(f'{mb:.0f}' for mb in rss.values())}; "
+                       f"empty database {', '.join(f'{mb:.0f}' for mb in empty_rss)})",
+                       max(rss.values()) <= 150)  # fmt: skip
+            report.note(f"supervisor RSS {processes.rss_mb(full.process.pid):.0f} MB (not a gateway process); "
+                        f"tollway_key_cache_size summed over the workers: {cached}")  # fmt: skip
+        if "idle" in args.only:
+            check_idle(args, report, full, empty)
+        if "rps" in args.only:
+            check_rps(args, report, full, empty, keys_file)
+    finally:
+        full.stop()
+        empty.stop()
+
+
+def check_idle(args, report: Report, full, empty) -> None:
+    time.sleep(3)  # the last usage flush after the warm-up
+    log(f"idle: {args.idle_s:g} s without requests or changes")
+    pids = {gateway.name: gateway.all_pids() for gateway in (full, empty)}
+    before = {pid: processes.cpu_ticks(pid) for group in pids.values() for pid in group}
+    started = time.monotonic()
+    time.sleep(args.idle_s)
+    elapsed = time.monotonic() - started
+    used = {pid: (processes.cpu_ticks(pid) - ticks) / processes.CLOCK_TICKS_PER_S for pid, ticks in before.items()}
+    share = {name: 100 * sum(used[pid] for pid in group) / elapsed for name, group in pids.items()}
+    per_process = ", ".join(f"{100 * used[pid] / elapsed:.2f}%" for pid in pids["full"])
+    report.add("idle CPU, all gateway processes together (supervisor + 2 workers)", "<= 2% of a core",
+               f"{share['full']:.2f}% over {elapsed:.0f} s ({per_process}; empty database {share['empty']:.2f}%)",
+               share["full"] <= 2)  # fmt: skip
+
+
+def check_rps(args, report: Report, full, empty, keys_file: Path) -> None:
+    requests, failed = {"full": 0, "empty": 0}, {"full": 0, "empty": 0}
+    rounds = []
+    for number in range(args.rps_rounds):
+        # Alternating, and starting with the other database every round, spreads the machine's noise over both.
+        order = (full, empty) if number % 2 == 0 else (empty, full)
+        for gateway in order:
+            result = load.run_wrk(gateway.url, keys_file=keys_file, connections=args.connections,
+                                  duration_s=args.rps_s)  # fmt: skip
+            requests[gateway.name] += result.requests
+            failed[gateway.name] += result.errors + result.non2xx
+            rounds.append(f"{gateway.name} {result.rps:.0f}/s p50 {result.p50_ms:.1f} ms p99 {result.p99_ms:.1f} ms")
+    rps = {name: count / (args.rps_s * args.rps_rounds) for name, count in requests.items()}
+    ratio = rps["full"] / rps["empty"]
+    errors = sum(failed.values())
+    report.add(f"requests/s at c={args.connections}, full / empty database ({args.load_keys} keys in turn)",
+               ">= 0.95, no errors", f"{ratio:.3f} ({rps['full']:.0f} / {rps['empty']:.0f} per s; {errors} errors)",
+               ratio >= 0.95 and errors == 0)  # fmt: skip
+    report.note("wrk rounds: " + "; ".join(rounds))
+
+
+def check_key_changes(args, report: Report, gateways) -> None:
+    owner = key_changes.TeamOwner(url=gateways[0].url, env=gateways[0].env)
+    log(f"keys: {args.rest_tries} through the REST API, {args.command_tries} through manage.py")
+    tries = key_changes.run_tries(
+        owner=owner, env=gateways[0].env, processes={g.name: g.url for g in gateways}, rest_tries=args.rest_tries,
+        command_tries=args.command_tries, calls_per_key=args.calls_per_key, limit_s=args.revoke_limit_s,
+    )  # fmt: skip
+    for via in ("rest", "command"):
+        done = [attempt for attempt in tries if attempt.via == via]
+        if not done:
+            continue
+        label = "REST API" if via == "rest" else "manage.py"
+        first_bad = sum(status != 200 for attempt in done for status in attempt.first_call_status.values())
+        calls = sum(sum(attempt.fresh_call_statuses.values()) for attempt in done)
+        unauthorized = sum(attempt.fresh_call_statuses[401] for attempt in done)
+        other = sum(n for a in done for status, n in a.fresh_call_statuses.items() if status not in (200, 401))
+        report.add(f"new key ({label}, {len(done)} keys) answers its first call on each of {len(gateways)} processes",
+                   "every first call 200; no 401 in the fresh-connection calls",
+                   f"{first_bad} first calls not 200; {unauthorized} × 401 and {other} other non-200 "
+                   f"in {calls} calls", first_bad == 0 and unauthorized == 0)  # fmt: skip
+        # A try counts once every process refuses the key: its slowest process.
+        slowest = [max(a.revoked_after_s.values(), key=lambda s: float("inf") if s is None else s) for a in done]
+        never = sum(seconds is None for seconds in slowest)
+        seconds = [args.revoke_limit_s * 10 if s is None else s for s in slowest]
+        p99, p50 = key_changes.percentile(seconds, 0.99), key_changes.percentile(seconds, 0.5)
+        shown = f"> {args.revoke_limit_s:g} s" if never and p99 > args.revoke_limit_s else f"{p99:.3f} s"
+        report.add(f"revoked ({label}) -> 401 on every process, p99 of {len(done)} tries", "<= 1 s",
+                   f"{shown} (p50 {p50:.3f} s, max {max(seconds):.3f} s; {never} never within "
+                   f"{args.revoke_limit_s:g} s)", p99 <= 1)  # fmt: skip
+
+
+def check_flood(args, report: Report, gateways, keys_file: Path) -> None:
+    ports = [g.port for g in gateways]
+    connections = max(1, args.connections // len(gateways))
+
+    def good_load():
+        return [load.start_wrk(g.url, keys_file=keys_file, connections=connections, duration_s=args.flood_s)
+                for g in gateways]  # fmt: skip
+
+    def finish(running):
+        results = [load.finish_wrk(process, timeout_s=args.flood_s + 60) for process in running]
+        return sum(r.requests for r in results) / args.flood_s, sum(r.errors + r.non2xx for r in results)
+
+    def lookups():
+        return {g.name: metric_total(g.url, "tollway_key_lookups_total") for g in gateways}
+
+    log("flood: good-key warm-up, then the good load alone, then beside the garbage keys")
+    finish(good_load())
+    xacts_before = database_transactions(FULL_DB)
+    before_rps, before_errors = finish(good_load())
+    time.sleep(1.5)  # PostgreSQL publishes its transaction counts about once a second
+    xacts_quiet = database_transactions(FULL_DB) - xacts_before
+    lookups_before = lookups()
+    results_before = {g.name: metric_total(g.url, "tollway_key_lookups_total", result="unknown") for g in gateways}
+    xacts_before = database_transactions(FULL_DB)
+    running = good_load()
+    flood = load.flood(ports, rate_per_s=args.flood_rate, duration_s=args.flood_s)
+    during_rps, during_errors = finish(running)
+    time.sleep(1.5)
+    xacts_flood = database_transactions(FULL_DB) - xacts_before
+    lookups_after = lookups()
+    unknown_after = {g.name: metric_total(g.url, "tollway_key_lookups_total", result="unknown") for g in gateways}
+    statuses = ", ".join(f"{status}: {count}" for status, count in sorted(flood.statuses.items()))
+    report.note(f"flood: {flood.sent} garbage keys in {flood.duration_s:.1f} s ({flood.rate_per_s:.0f}/s) over "
+                f"{len(gateways)} processes; answers {statuses}")  # fmt: skip
+    cap = 50 * len(gateways) * (args.flood_s + 1)
+    if None in lookups_after.values():
+        report.add("flood: key lookups the database saw", f"<= {cap:.0f} (50/s per process)",
+                   f"no tollway_key_lookups_total in /metrics; database transactions {xacts_flood} during the flood, "
+                   f"{xacts_quiet} in as long without it", None)  # fmt: skip
+    else:
+        # Hits are answered from memory; every other result is one query by hash.
+        looked_up = sum(lookups_after.values()) - sum(lookups_before.values())
+        by_result = {
+            result: sum(metric_total(g.url, "tollway_key_lookups_total", result=result) or 0 for g in gateways)
+            for result in ("hit", "found", "unknown", "negative", "throttled")
+        }
+        queried = sum(unknown_after.values()) - sum(results_before.values())
+        report.add("flood: key lookups the database saw (tollway_key_lookups_total{result=unknown} delta)",
+                   f"<= {cap:.0f} (50/s per process)",
+                   f"{queried:.0f}; database transactions {xacts_flood} during the flood vs {xacts_quiet} without",
+                   queried <= cap)  # fmt: skip
+        report.note(f"tollway_key_lookups_total over the flood: {looked_up:.0f}; totals by result now: {by_result}")
+    ratio = during_rps / before_rps if before_rps else 0.0
+    report.add("flood: good keys beside it (rps during / before; errors)", "errors 0; rps ratio reported",
+               f"{ratio:.2f} ({during_rps:.0f} / {before_rps:.0f} per s); errors {during_errors} during, "
+               f"{before_errors} before", during_errors == 0)  # fmt: skip
+
+
+def main() -> int:
+    args = parse_args()
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()  # fmt: skip
+    report = Report(title=f"commit {commit}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
+    report.note(f"shape: {args.keys:,} keys, {args.teams:,} teams, {args.aliases:,} aliases; "
+                f"{args.load_keys:,} distinct keys in every load; checks: {', '.join(args.only)}")  # fmt: skip
+    upstream = processes.Upstream(port=args.port_base + 90, run_dir=args.state_dir)
+    upstream.start()
+    try:
+        keys_file = build(args, report, upstream.url)
+        if {"startup", "rss", "idle", "rps"} & set(args.only):
+            check_scale(args, report, keys_file)
+        if {"keys", "flood"} & set(args.only):
+            gateways = [start_gateway(args, f"process-{n}", FULL_DB, args.port_base + 10 + n, 1) for n in (1, 2)]
+            try:
+                if "keys" in args.only:
+                    check_key_changes(args, report, gateways)
+                if "flood" in args.only:
+                    check_flood(args, report, gateways, keys_file)
+            finally:
+                for gateway in gateways:
+                    gateway.stop()
+    finally:
+        upstream.stop()
+    markdown = report.to_markdown()
+    print(markdown)
+    results = REPO / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    out = results / f"scale-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.md"
+    out.write_text(markdown)
+    log(f"saved {out}")
+    return 0 if all(row.is_pass is not False for row in report.rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
