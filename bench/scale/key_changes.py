@@ -37,8 +37,20 @@ class TeamOwner:
     """The bench's team owner, calling /api/v1 with a DRF token as a script would."""
 
     def __init__(self, *, url: str, env: dict[str, str]) -> None:
-        manage(env, "create_user", "--email", BENCH_EMAIL, "--password", BENCH_PASSWORD, "--tenant", "bench",
-               "--team", "bench", "--role", "team_owner")  # fmt: skip
+        manage(
+            env,
+            "create_user",
+            "--email",
+            BENCH_EMAIL,
+            "--password",
+            BENCH_PASSWORD,
+            "--tenant",
+            "bench",
+            "--team",
+            "bench",
+            "--role",
+            "team_owner",
+        )
         self.client = httpx.Client(base_url=url, timeout=30)
         answer = self.client.post("/api/v1/auth/token", json={"email": BENCH_EMAIL, "password": BENCH_PASSWORD})
         answer.raise_for_status()
@@ -89,9 +101,15 @@ def _time_to_401(key: str, processes: dict[str, str], attempt: KeyTry, revoked_a
 
 
 def run_tries(
-    *, owner: TeamOwner, env: dict[str, str], processes: dict[str, str], rest_tries: int, command_tries: int,
-    calls_per_key: int, limit_s: float,
-) -> list[KeyTry]:  # fmt: skip
+    *,
+    owner: TeamOwner,
+    env: dict[str, str],
+    processes: dict[str, str],
+    rest_tries: int,
+    command_tries: int,
+    calls_per_key: int,
+    limit_s: float,
+) -> list[KeyTry]:
     tries = []
     for number in range(rest_tries + command_tries):
         attempt = KeyTry(via="rest" if number < rest_tries else "command")

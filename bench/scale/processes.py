@@ -105,6 +105,10 @@ def answering_pid(port: int, path: str, headers: dict[str, str] | None = None) -
     return status, int(owner.group(1)) if owner else None
 
 
+class GatewayNotReady(RuntimeError):
+    pass
+
+
 @dataclass
 class Gateway:
     """`uvicorn config.asgi:application` as bench/run.sh starts it, with its own environment and log."""
@@ -117,6 +121,8 @@ class Gateway:
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     ready_after_s: dict[int, float] = field(default_factory=dict)  # worker pid -> seconds from start to /readyz 200
+    workers_seen: set[int] = field(default_factory=set)  # more than `workers`: the supervisor replaced some
+    peak_start_rss_mb: float = 0.0  # the largest worker seen while waiting for readiness
 
     @property
     def url(self) -> str:
@@ -151,6 +157,12 @@ class Gateway:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
             workers = self.worker_pids()
+            self.workers_seen.update(workers)
+            for pid in workers:
+                try:
+                    self.peak_start_rss_mb = max(self.peak_start_rss_mb, rss_mb(pid))
+                except (OSError, AttributeError):
+                    pass  # a worker that has just exited
             if len(workers) == self.workers and set(workers) <= set(self.ready_after_s):
                 return
             try:
@@ -160,9 +172,9 @@ class Gateway:
             if status == 200 and pid is not None and pid not in self.ready_after_s:
                 self.ready_after_s[pid] = time.monotonic() - self.started_at
             time.sleep(0.02)
-        raise RuntimeError(
-            f"{self.name}: workers ready {self.ready_after_s} of {self.worker_pids()} "
-            f"after {timeout_s} s; see {self.log_path}"
+        raise GatewayNotReady(
+            f"{self.name}: {len(self.ready_after_s)} of {self.workers} workers ready after {timeout_s:g} s, "
+            f"{len(self.workers_seen)} worker processes started, the largest {self.peak_start_rss_mb:.0f} MB RSS"
         )
 
     def stop(self, *, timeout_s: float = 30) -> None:
