@@ -2,6 +2,9 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from routing.control_plane import feed
+from routing.control_plane.feed import DataPlaneModel
+
 
 class UsageRecord(models.Model):
     """Exactly one per authenticated /v1 request, whatever happened to it."""
@@ -129,8 +132,10 @@ class AggregatedBucket(models.Model):
         return f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:%M}"
 
 
-class Budget(models.Model):
+class Budget(DataPlaneModel):
     """A spending or token limit on a tenant, team, key or subscription, per day or per month (UTC)."""
+
+    change_kind = feed.BUDGET
 
     class Scope(models.TextChoices):
         TENANT = "tenant"

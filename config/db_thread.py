@@ -1,7 +1,9 @@
-"""One thread per process for the gateway's database work (snapshot loads, usage flushes).
+"""Dedicated threads for the gateway's database work, one per lane: "usage" (flushes, recovery, probes) and
+"control" (the change feed and key lookups), each with its own connection.
 
-The /v1 path never waits on it; keeping all ORM calls on one dedicated thread means one connection per
-process, and never the shared sync thread that Django's own views queue on.
+Keeping ORM calls on dedicated threads means a bounded number of connections per process, and never the shared
+sync thread Django's own views queue on. Two lanes, because a usage flush stuck in a database outage must not
+hold up the lookup of a key a caller is waiting for.
 """
 
 import asyncio
@@ -9,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.db import DatabaseError, connections
 
-_executor: ThreadPoolExecutor | None = None
+_executors: dict[str, ThreadPoolExecutor] = {}
 
 
 def _call(fn, args, kwargs):
@@ -22,16 +24,15 @@ def _call(fn, args, kwargs):
         raise
 
 
-async def run_in_db(fn, *args, **kwargs):
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tollway-db")
-    return await asyncio.get_running_loop().run_in_executor(_executor, _call, fn, args, kwargs)
+async def run_in_db(fn, *args, lane: str = "usage", **kwargs):
+    executor = _executors.get(lane)
+    if executor is None:
+        executor = _executors[lane] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tollway-db-{lane}")
+    return await asyncio.get_running_loop().run_in_executor(executor, _call, fn, args, kwargs)
 
 
 def shutdown() -> None:
-    global _executor
-    if _executor is not None:
-        executor, _executor = _executor, None
+    while _executors:
+        _, executor = _executors.popitem()
         executor.submit(connections.close_all).result()
         executor.shutdown(wait=True)

@@ -150,6 +150,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "purge-expired-usage": {"task": "billing.tasks.purge_expired_usage", "schedule": 3600.0},
     "reconcile-budgets": {"task": "billing.tasks.reconcile_budgets", "schedule": 60.0, "options": {"expires": 60}},
+    "prune-change-feed": {"task": "routing.tasks.prune_change_feed", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Dashboards: without a broker there is no beat, so each gateway process offers to run CELERY_BEAT_SCHEDULE on a
@@ -245,8 +246,28 @@ TOLLWAY_MAX_BODY_BYTES = env_int("TOLLWAY_MAX_BODY_BYTES", 8 * 1024 * 1024)
 TOLLWAY_MAX_JSON_DEPTH = env_int("TOLLWAY_MAX_JSON_DEPTH", 64)
 if not 2 <= TOLLWAY_MAX_JSON_DEPTH <= 200:
     raise ImproperlyConfigured(f"TOLLWAY_MAX_JSON_DEPTH must be from 2 to 200, not {TOLLWAY_MAX_JSON_DEPTH}")
-# How often each process reloads keys and the catalogue: the bound on revocation reaching every process.
+# How often each process reads the change feed (routing/control_plane/): the bound on a change reaching every
+# process without Redis. With REDIS_URL, a publish wakes every process at once and this is the safety net.
 TOLLWAY_SNAPSHOT_REFRESH_S = env_float("TOLLWAY_SNAPSHOT_REFRESH_S", 2.0)
+# A process more changes behind than this builds its view afresh instead of applying them one by one.
+TOLLWAY_CHANGES_MAX_BATCH = env_int("TOLLWAY_CHANGES_MAX_BATCH", 10000)
+# How long applied changes stay in the feed (a process stopped longer than this rebuilds on return anyway).
+TOLLWAY_CHANGES_RETENTION_H = env_float("TOLLWAY_CHANGES_RETENTION_H", 24.0)
+# Keys each process keeps in memory (least recently used out), how long a key that does not exist is remembered,
+# and how many keys not in memory each process may look up in the database per second (a flood of made-up
+# keys costs the database at most this; past it they get 429 key_lookups_throttled).
+TOLLWAY_KEY_CACHE_SIZE = env_int("TOLLWAY_KEY_CACHE_SIZE", 50000)
+TOLLWAY_KEY_NEGATIVE_TTL_S = env_float("TOLLWAY_KEY_NEGATIVE_TTL_S", 30.0)
+TOLLWAY_KEY_LOOKUPS_PER_S = env_float("TOLLWAY_KEY_LOOKUPS_PER_S", 50.0)
+for _name, _value, _low in (
+    ("TOLLWAY_SNAPSHOT_REFRESH_S", TOLLWAY_SNAPSHOT_REFRESH_S, 0.01),
+    ("TOLLWAY_CHANGES_MAX_BATCH", TOLLWAY_CHANGES_MAX_BATCH, 1),
+    ("TOLLWAY_KEY_CACHE_SIZE", TOLLWAY_KEY_CACHE_SIZE, 1),
+    ("TOLLWAY_KEY_NEGATIVE_TTL_S", TOLLWAY_KEY_NEGATIVE_TTL_S, 0),
+    ("TOLLWAY_KEY_LOOKUPS_PER_S", TOLLWAY_KEY_LOOKUPS_PER_S, 1),
+):
+    if _value < _low:
+        raise ImproperlyConfigured(f"{_name} must be at least {_low}, not {_value}")
 TOLLWAY_USAGE_FLUSH_INTERVAL_S = env_float("TOLLWAY_USAGE_FLUSH_INTERVAL_S", 0.5)
 TOLLWAY_USAGE_FLUSH_BATCH = env_int("TOLLWAY_USAGE_FLUSH_BATCH", 500)
 # Where each process appends usage records before answering, so a hard crash loses none (see billing/outbox.py).

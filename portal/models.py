@@ -1,9 +1,14 @@
 from django.conf import settings
 from django.db import models
 
+from routing.control_plane import feed
+from routing.control_plane.feed import DataPlaneModel
 
-class Tenant(models.Model):
+
+class Tenant(DataPlaneModel):
     """An organisation. Nothing of one tenant is ever shown to another."""
+
+    change_kind = feed.TENANT
 
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
@@ -13,7 +18,9 @@ class Tenant(models.Model):
         return self.name
 
 
-class Team(models.Model):
+class Team(DataPlaneModel):
+    change_kind = feed.TEAM
+
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="teams")
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100)
@@ -49,8 +56,11 @@ class Membership(models.Model):
         return f"{self.user} in {self.team or self.tenant} as {self.role}"
 
 
-class APIKey(models.Model):
+class APIKey(DataPlaneModel):
     """A virtual key. The secret is shown once; only its keyed hash (HMAC-SHA-256 with a pepper) is stored."""
+
+    change_kind = feed.KEY
+    fields_without_change = frozenset({"last_used_at"})
 
     class Source(models.TextChoices):
         # An operator's key (manage.py create_api_key) is a direct grant: its allowed_aliases are its scope.
@@ -89,11 +99,13 @@ class APIKey(models.Model):
         return f"{self.prefix}… ({self.name or self.team})"
 
 
-class Product(models.Model):
+class Product(DataPlaneModel):
     """An API product: a named bundle of model aliases teams subscribe to (APIPark-style).
 
     A product with no tenant is published by the platform to every tenant; otherwise only its tenant sees it.
     """
+
+    change_kind = feed.PRODUCT
 
     tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="products")
     name = models.CharField(max_length=200)
@@ -114,7 +126,9 @@ class Product(models.Model):
         return self.name
 
 
-class Subscription(models.Model):
+class Subscription(DataPlaneModel):
+    change_kind = feed.SUBSCRIPTION
+
     class Status(models.TextChoices):
         PENDING = "pending", "Pending approval"
         ACTIVE = "active", "Active"

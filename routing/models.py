@@ -1,5 +1,8 @@
 from django.db import models
 
+from routing.control_plane import feed
+from routing.control_plane.feed import DataPlaneModel
+
 KIND_CHOICES = [
     ("openai", "OpenAI"),
     ("azure-openai", "Azure OpenAI"),
@@ -9,7 +12,10 @@ KIND_CHOICES = [
 ]
 
 
-class Provider(models.Model):
+class Provider(DataPlaneModel):
+    change_kind = feed.CATALOGUE
+    change_per_object = False
+
     name = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=32, choices=KIND_CHOICES)
     base_url = models.URLField(max_length=500)
@@ -27,8 +33,11 @@ class Provider(models.Model):
         return self.name
 
 
-class Deployment(models.Model):
+class Deployment(DataPlaneModel):
     """A model served by a provider, with its prices. Prices are USD per one million tokens."""
+
+    change_kind = feed.CATALOGUE
+    change_per_object = False
 
     name = models.SlugField(max_length=150, unique=True)
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="deployments")
@@ -46,8 +55,11 @@ class Deployment(models.Model):
         return self.name
 
 
-class ModelAlias(models.Model):
+class ModelAlias(DataPlaneModel):
     """The name clients send as `model`, served by one or more deployments in priority order."""
+
+    change_kind = feed.CATALOGUE
+    change_per_object = False
 
     name = models.CharField(max_length=150, unique=True)
     description = models.TextField(blank=True)
@@ -65,7 +77,10 @@ class ModelAlias(models.Model):
         return self.name
 
 
-class AliasDeployment(models.Model):
+class AliasDeployment(DataPlaneModel):
+    change_kind = feed.CATALOGUE
+    change_per_object = False
+
     alias = models.ForeignKey(ModelAlias, on_delete=models.CASCADE, related_name="routes")
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="routes")
     priority = models.PositiveIntegerField(default=0)  # lower is tried first
@@ -76,3 +91,26 @@ class AliasDeployment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alias} -> {self.deployment} ({self.priority})"
+
+
+class ChangeEvent(models.Model):
+    """One change the data plane must see (routing/control_plane/feed.py writes these, in the writer's
+    transaction). Gateway processes read the feed from the last version they applied."""
+
+    version = models.BigIntegerField(primary_key=True)
+    kind = models.CharField(max_length=16)  # tenant, team, key, subscription, product, budget, catalogue
+    object_id = models.BigIntegerField(null=True)  # None: every object of that kind
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"v{self.version} {self.kind}:{self.object_id}"
+
+
+class ChangeCounter(models.Model):
+    """The feed's last version, one row. Writers take the next version with an UPDATE that holds the row until
+    their commit, so versions become visible in order and a reader never skips one that commits late."""
+
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"change feed at v{self.version}"

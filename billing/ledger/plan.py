@@ -155,11 +155,6 @@ def snapshot_has_limits(snapshot: Snapshot) -> bool:
     global _has_limits_cache
     if _has_limits_cache[:2] == (id(snapshot), snapshot.loaded_at):
         return _has_limits_cache[2]
-    found = bool(
-        snapshot.team_limits
-        or snapshot.subscription_limits
-        or snapshot.budgets
-        or any(p.rpm_limit is not None or p.tpm_limit is not None for p in snapshot.keys_by_prefix.values())
-    )
+    found = bool(snapshot.team_limits or snapshot.subscription_limits or snapshot.budgets or snapshot.keys_have_limits)
     _has_limits_cache = (id(snapshot), snapshot.loaded_at, found)
     return found

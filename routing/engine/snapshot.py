@@ -1,5 +1,7 @@
-"""The in-memory view of keys and catalogue each gateway process serves from. Rebuilt in the background;
-requests only ever read the current one, so the hot path touches no database."""
+"""The in-memory view of the catalogue, limits and budgets each gateway process serves from, and the Principal
+a key resolves to. Kept current by routing/control_plane/refresher.py from the change feed; requests only ever
+read the current one, so the hot path touches no database. Keys themselves are not here: they are looked up on
+demand and kept in routing/control_plane/keys.py."""
 
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -9,7 +11,7 @@ from routing.engine.types import ModelPrice, Target
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the key and what it belongs to, as of the last snapshot."""
+    """Who is calling: the key and what it belongs to, as of the last change the process applied."""
 
     key_id: int
     key_prefix: str
@@ -50,7 +52,6 @@ class RateRule:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    keys_by_prefix: dict[str, Principal] = field(default_factory=dict)
     # alias -> deployments in priority order (enabled ones only)
     aliases: dict[str, tuple[Target, ...]] = field(default_factory=dict)
     # alias -> the price "savings" are measured against (its baseline deployment's)
@@ -61,7 +62,9 @@ class Snapshot:
     # Cluster-wide rate limits beside each key's own: per team, and per subscription (product defaults applied)
     team_limits: dict[int, RateRule] = field(default_factory=dict)
     subscription_limits: dict[int, RateRule] = field(default_factory=dict)
-    loaded_at: float = 0.0
+    keys_have_limits: bool = False  # some live key has its own RPM/TPM
+    version: int = 0  # the change feed's version this reflects
+    loaded_at: float = 0.0  # when it was last known current (epoch seconds)
 
 
 _current = Snapshot()

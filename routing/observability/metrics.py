@@ -23,6 +23,7 @@ from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram
 
 from billing import usage_writer
+from routing.control_plane import refresher
 from routing.engine import snapshot
 from routing.observability import node_files
 
@@ -64,6 +65,13 @@ FALLBACKS = Counter(
     "tollway_fallback_requests", "Requests that needed more than one upstream attempt.", ROUTE, registry=None
 )
 # Readiness as the last /readyz or /metrics found it (the most recent of any live worker): 1 answering, 0 not.
+KEY_LOOKUPS = Counter(
+    "tollway_key_lookups",
+    "Keys presented, by how they were resolved: hit (in memory), found / unknown (looked up in the database), "
+    "negative (remembered as unknown), throttled (past TOLLWAY_KEY_LOOKUPS_PER_S).",
+    ["result"],
+    registry=None,
+)
 DEPENDENCY_UP = Gauge(
     "tollway_dependency_up",
     "Each readiness check (database, redis, broker, snapshot, limits): 1 if it passed, 0 if not.",
@@ -195,6 +203,11 @@ class WorkerGauges:
         self.snapshot_loaded_at = gauge(
             "tollway_snapshot_loaded_timestamp_seconds", "Load time of the oldest snapshot a worker serves.", "livemin"
         )
+        self.change_feed_version = gauge(
+            "tollway_change_feed_version", "Change-feed version applied by the worker furthest behind.", "livemin"
+        )
+        self.key_cache_size = gauge("tollway_key_cache_size", "API keys held in memory by live workers.")
+        self._key_lookups_sampled: dict[str, int] = {}
         self.processes = gauge("tollway_worker_processes", "Live gateway worker processes.")
         self.resident_memory = gauge("tollway_worker_resident_memory_bytes", "Resident memory of live workers.")
         self.cpu_seconds = gauge("tollway_worker_cpu_seconds", "CPU time used by live workers.")
@@ -205,6 +218,15 @@ class WorkerGauges:
         """Reads /proc: run it off the event loop."""
         self.usage_queue_rows.set(usage_writer.queue_depth())
         self.snapshot_loaded_at.set(snapshot.current().loaded_at)
+        self.change_feed_version.set(snapshot.current().version)
+        keys = refresher.keys()
+        self.key_cache_size.set(len(keys))
+        for result, count in list(keys.counts.items()):
+            # A new cache (a restarted control plane) starts its counts again from zero.
+            delta = count - min(self._key_lookups_sampled.get(result, 0), count)
+            if delta:
+                KEY_LOOKUPS.labels(result).inc(delta)
+            self._key_lookups_sampled[result] = count
         times = os.times()
         self.cpu_seconds.set(times.user + times.system)
         try:

@@ -166,7 +166,7 @@ async def check_broker() -> CheckResult:
 async def check_snapshot() -> CheckResult:
     loaded_at = snapshot.current().loaded_at
     if not loaded_at:
-        return CheckResult(False, "keys and catalogue not loaded yet")
+        return CheckResult(False, "catalogue, limits and budgets not loaded yet")
     return CheckResult(True, {"age_s": round(time.time() - loaded_at, 1)})
 
 

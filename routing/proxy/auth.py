@@ -1,4 +1,5 @@
-"""Bearer key -> Principal, from the in-memory snapshot. No database, no I/O: it runs on the event loop."""
+"""Bearer key -> Principal. A key in this process's memory costs no I/O; one that is not is looked up once by its
+hash on the control-plane thread (routing/control_plane/keys.py), so the event loop never blocks on it."""
 
 import hmac
 import time
@@ -6,13 +7,15 @@ import time
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 
-from portal.keys import DISPLAY_PREFIX_LENGTH, KEY_LENGTH, KEY_PREFIX, hash_key
-from routing.engine import snapshot
+from portal.keys import DISPLAY_PREFIX_LENGTH, has_valid_checksum, hash_key
+from routing.control_plane import refresher
+from routing.control_plane.keys import LookupsThrottled
 from routing.engine.snapshot import Principal
-from routing.proxy.errors import InvalidApiKey
+from routing.proxy.errors import InvalidApiKey, KeysUnavailable, RateLimited
 
 _MISSING = "Missing API key. Send it as 'Authorization: Bearer sk-tw-...'."
 _INVALID = "Incorrect API key provided."
+PRINCIPAL = "tollway.principal"  # where the view's request META carries the resolved principal
 
 
 def bearer_from_headers(authorization: str, x_api_key: str) -> str:
@@ -22,16 +25,25 @@ def bearer_from_headers(authorization: str, x_api_key: str) -> str:
     return x_api_key.strip()
 
 
-def principal_for(key: str, *, now: float | None = None) -> Principal:
+async def principal_for(key: str, *, now: float | None = None) -> Principal:
     if not key:
         raise InvalidApiKey(_MISSING)
-    if len(key) != KEY_LENGTH or not key.startswith(KEY_PREFIX):
+    # The checksum is checked offline: a mistyped or made-up key never costs a lookup.
+    if not has_valid_checksum(key):
         raise InvalidApiKey(_INVALID)
-    principal = snapshot.current().keys_by_prefix.get(key[:DISPLAY_PREFIX_LENGTH])
+    secret_hash = hash_key(key, pepper=settings.TOLLWAY_KEY_PEPPER)
+    try:
+        principal = await refresher.keys().principal(key[:DISPLAY_PREFIX_LENGTH], secret_hash)
+    except LookupsThrottled:
+        raise RateLimited(
+            "Too many unknown API keys are being tried; retry shortly.", retry_after_s=1, code="key_lookups_throttled"
+        ) from None
+    except InvalidApiKey:
+        raise
+    except Exception:
+        raise KeysUnavailable("API keys cannot be checked right now; retry shortly.") from None
     # The stored hash is compared, never accepted: presenting the hash itself fails like any wrong key.
-    if principal is None or not hmac.compare_digest(
-        principal.secret_hash, hash_key(key, pepper=settings.TOLLWAY_KEY_PEPPER)
-    ):
+    if principal is None or not hmac.compare_digest(principal.secret_hash, secret_hash):
         raise InvalidApiKey(_INVALID)
     if principal.is_revoked:
         raise InvalidApiKey("This API key has been revoked.", code="api_key_revoked")
@@ -40,12 +52,15 @@ def principal_for(key: str, *, now: float | None = None) -> Principal:
     return principal
 
 
+async def authenticate(meta: dict) -> None:
+    """Resolve the caller's key before DRF's (synchronous) authentication reads it from META."""
+    key = bearer_from_headers(meta.get("HTTP_AUTHORIZATION", ""), meta.get("HTTP_X_API_KEY", ""))
+    meta[PRINCIPAL] = await principal_for(key)
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request):
-        meta = request._request.META
-        key = bearer_from_headers(meta.get("HTTP_AUTHORIZATION", ""), meta.get("HTTP_X_API_KEY", ""))
-        principal = principal_for(key)
-        return (None, principal)
+        return (None, request._request.META[PRINCIPAL])
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="tollway"'

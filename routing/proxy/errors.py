@@ -12,6 +12,7 @@
     ├── RateLimited (429, Retry-After)
     ├── BudgetExceeded (429 insufficient_quota)
     ├── LimitsUnavailable (503)      limits exist but no store to check them answers: fail closed
+    ├── KeysUnavailable (503)        a key not in memory cannot be looked up (database away)
     ├── UpstreamRejected (the provider's own 4xx status and message)
     ├── AllDeploymentsFailed (502)
     └── AllDeploymentsTimedOut (504)
@@ -113,3 +114,11 @@ class BudgetExceeded(GatewayError):
 
 class LimitsUnavailable(GatewayError):
     status, type, code = 503, "server_error", "limits_unavailable"
+
+
+class KeysUnavailable(GatewayError):
+    status, type, code = 503, "server_error", "keys_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers["retry-after"] = "1"

@@ -11,7 +11,7 @@ from billing import usage_writer
 from billing.ledger import admission, alerts
 from billing.outbox import Outbox
 from config import db_thread, embedded_beat
-from routing import snapshot_loader
+from routing.control_plane.refresher import ControlPlane
 from routing.observability import readiness
 from routing.providers import http
 
@@ -20,14 +20,16 @@ log = logging.getLogger(__name__)
 
 class Gateway:
     def __init__(self) -> None:
-        self._refresher: asyncio.Task | None = None
+        self._control_plane: ControlPlane | None = None
         self._writer: usage_writer.UsageWriter | None = None
 
     async def start(self) -> None:
         http.open_client(transport=settings.TOLLWAY_HTTP_TRANSPORT)
         admission.install(admission.Ledger(redis_url=settings.REDIS_URL))
         readiness.register_check("limits", admission.readiness)
-        await snapshot_loader.refresh_once()
+        self._control_plane = ControlPlane()
+        await self._control_plane.start()
+        readiness.register_check("change_feed", self._control_plane.readiness, is_required=False)
         recovered = await db_thread.run_in_db(
             billing_services.recover_usage_outbox, directory=settings.TOLLWAY_USAGE_OUTBOX_DIR
         )
@@ -42,17 +44,15 @@ class Gateway:
         )
         self._writer.start()
         usage_writer.install(self._writer)
-        self._refresher = asyncio.get_running_loop().create_task(
-            snapshot_loader.refresh_forever(), name="snapshot-refresher"
-        )
         embedded_beat.start()  # aggregation, retention, reconcile when there is no broker
         # Long-lived startup objects never need collecting; freezing them shortens GC pauses (p99).
         gc.freeze()
 
     async def stop(self) -> None:
         await asyncio.to_thread(embedded_beat.stop)
-        if self._refresher is not None:
-            self._refresher.cancel()
+        if self._control_plane is not None:
+            await self._control_plane.stop()
+            readiness.unregister_check("change_feed")
         # Settle what finished requests reserved before their records are flushed and the process exits.
         await admission.current().aclose()
         admission.install(None)

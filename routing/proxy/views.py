@@ -15,7 +15,7 @@ from rest_framework.parsers import BaseParser
 
 from billing.usage import UsageEvent
 from routing.engine import snapshot
-from routing.proxy import anthropic_messages, pipeline, sse, validation
+from routing.proxy import anthropic_messages, auth, pipeline, sse, validation
 from routing.proxy.anthropic_stream import AnthropicStreamEncoder
 from routing.proxy.auth import ApiKeyAuthentication
 from routing.proxy.bounds import clip
@@ -83,6 +83,7 @@ class GatewayView(APIView):
         self.request = request
         self.headers = self.default_response_headers
         try:
+            await auth.authenticate(request._request.META)  # may look the key up off the loop
             self.initial(request, *args, **kwargs)
             handler = getattr(self, request.method.lower(), None)
             if handler is None:

@@ -13,7 +13,6 @@ from routing.engine.snapshot import RateRule, Snapshot
 from routing.observability import readiness
 from tests.billing.ledger_helpers import CHAT
 from tests.billing.tcp_proxy import CuttableProxy
-from tests.factories import principal
 from tests.gateway import start_gateway, wait_for_usage
 from tests.gateway_process import GatewayProcess, database_url
 from tests.observability.prometheus_text import scrape, total
@@ -60,7 +59,9 @@ def test_readyz_stays_ready_but_degraded_naming_redis_when_redis_does_not_answer
 
     assert response.status_code == 200
     body = response.json()
-    assert (body["status"], body["degraded"]) == ("degraded", ["redis"])
+    # Without Redis the change feed is read periodically, and says so beside Redis itself.
+    assert (body["status"], body["degraded"]) == ("degraded", ["change_feed", "redis"])
+    assert body["checks"]["change_feed"]["detail"]["mode"] == "periodic"
     assert body["checks"]["redis"]["ok"] is False
     assert "ConnectionError" in body["checks"]["redis"]["detail"]
     assert body["checks"]["database"]["ok"] is True
@@ -84,7 +85,9 @@ def test_while_redis_is_down_calls_are_served_readyz_answers_200_and_metrics_sho
     assert [r.status_code for r in [before, *during]] == [200] * 4
     assert ready.status_code == 200
     body = ready.json()
-    assert (body["status"], body["degraded"]) == ("degraded", ["redis"])
+    # Without Redis the change feed is read periodically, and says so beside Redis itself.
+    assert (body["status"], body["degraded"]) == ("degraded", ["change_feed", "redis"])
+    assert body["checks"]["change_feed"]["detail"]["mode"] == "periodic"
     assert body["checks"]["limits"] == {
         "ok": True,
         "detail": {"mode": "database-fallback", "enforced_in": "database (Redis unreachable: fallback, slower)"},
@@ -140,7 +143,7 @@ async def test_readyz_is_not_ready_before_the_snapshot_is_loaded(settings):
         snapshot.install(loaded)
 
     assert (report.status, report.failed, report.can_serve) == ("not ready", ["snapshot"], False)
-    assert report.checks["snapshot"] == {"ok": False, "detail": "keys and catalogue not loaded yet"}
+    assert report.checks["snapshot"] == {"ok": False, "detail": "catalogue, limits and budgets not loaded yet"}
 
 
 class NoStoreAnswers(admission.Ledger):
@@ -150,8 +153,8 @@ class NoStoreAnswers(admission.Ledger):
 
 @pytest.mark.anyio
 async def test_with_no_store_answering_the_gateway_is_not_ready_only_if_something_has_a_limit():
-    without_limits = Snapshot(keys_by_prefix={"sk-tw-a": principal(key_prefix="sk-tw-a")}, loaded_at=1.0)
-    with_a_key_limit = Snapshot(keys_by_prefix={"sk-tw-a": principal(rpm=60, key_prefix="sk-tw-a")}, loaded_at=2.0)
+    without_limits = Snapshot(keys_have_limits=False, loaded_at=1.0)
+    with_a_key_limit = Snapshot(keys_have_limits=True, loaded_at=2.0)
     with_a_team_limit = Snapshot(team_limits={2: RateRule(rpm=60)}, loaded_at=3.0)
     loaded = snapshot.current()
     admission.install(NoStoreAnswers(redis_url="redis://127.0.0.1:1/0"))

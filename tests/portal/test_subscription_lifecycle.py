@@ -152,7 +152,7 @@ def test_approving_a_product_with_a_monthly_budget_gives_the_subscription_that_b
 
 
 def test_a_subscription_gets_its_products_default_rate_limits_unless_it_has_its_own(world, transactional_db):
-    from routing.snapshot_loader import build_snapshot
+    from routing.control_plane import loader
 
     team, owner, admin, _, product = world
     product.default_rpm, product.default_tpm = 60, 10_000
@@ -163,7 +163,7 @@ def test_a_subscription_gets_its_products_default_rate_limits_unless_it_has_its_
     second = services.request_subscription(team=team, product=other, purpose="bot", requested_by=owner)
     Subscription.objects.filter(pk=second.pk).update(rpm_limit=5)
 
-    limits = build_snapshot().subscription_limits
+    limits = loader.subscription_limits()
 
     assert (limits[first.pk].rpm, limits[first.pk].tpm) == (60, 10_000)
     assert (limits[second.pk].rpm, limits[second.pk].tpm) == (5, None)

@@ -1,4 +1,4 @@
-"""A snapshot refresh that keeps failing (the database is away) is said once, and its end once: not a
+"""A change-feed read that keeps failing (the database is away) is said once, and its end once: not a
 traceback every TOLLWAY_SNAPSHOT_REFRESH_S."""
 
 import asyncio
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from routing import snapshot_loader
+from routing.control_plane import refresher
 
 pytestmark = pytest.mark.anyio
 
@@ -16,15 +16,15 @@ async def test_a_failing_refresh_warns_once_and_says_when_it_works_again(monkeyp
     calls = {"n": 0}
     recovered = asyncio.Event()
 
-    async def refresh_failing_ten_times():
+    async def refresh_failing_ten_times(self):
         calls["n"] += 1
         if calls["n"] <= 10:
             raise ConnectionRefusedError("connection refused")
         recovered.set()
 
-    monkeypatch.setattr(snapshot_loader, "refresh_once", refresh_failing_ten_times)
-    caplog.set_level(logging.DEBUG, logger=snapshot_loader.log.name)
-    task = asyncio.get_running_loop().create_task(snapshot_loader.refresh_forever())
+    monkeypatch.setattr(refresher.ControlPlane, "catch_up", refresh_failing_ten_times)
+    caplog.set_level(logging.DEBUG, logger=refresher.log.name)
+    task = asyncio.get_running_loop().create_task(refresher.ControlPlane()._read_forever())
     try:
         await asyncio.wait_for(recovered.wait(), timeout=10)
     finally:
@@ -33,6 +33,6 @@ async def test_a_failing_refresh_warns_once_and_says_when_it_works_again(monkeyp
 
     said = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
     assert len(said) == 2
-    assert said[0][0] == logging.WARNING and "snapshot refresh failed (connection refused)" in said[0][1]
+    assert said[0][0] == logging.WARNING and "change feed read failed (connection refused)" in said[0][1]
     assert said[1][0] == logging.INFO and "works again" in said[1][1]
     assert not any(r.exc_info for r in caplog.records)

@@ -1,0 +1,305 @@
+"""Reads what the data plane needs from the database: the catalogue, limits and budgets as wholes (small), keys one
+at a time or by id (there may be millions), and the change feed. Every function here runs on the database
+thread (config/db_thread.py), never on the event loop."""
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db import connection
+from django.db.models import Prefetch, Q
+
+from billing.models import Budget
+from portal.models import APIKey, Subscription, Team
+from routing.control_plane import feed
+from routing.credentials import CredentialError, decrypt_secret
+from routing.engine.snapshot import BudgetRule, Principal, RateRule
+from routing.engine.types import ModelPrice, Target
+from routing.models import AliasDeployment, ChangeEvent, Deployment, ModelAlias, Provider
+
+log = logging.getLogger(__name__)
+
+
+# --- the change feed -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    latest: int  # the feed's last committed version
+    changes: tuple[tuple[int, str, int | None], ...] = ()  # (version, kind, object id), in order
+    must_rebuild: bool = False  # too far behind, the feed was pruned past us, or it restarted below us
+
+
+def latest_version() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version FROM routing_changecounter WHERE id = 1")
+        row = cursor.fetchone()
+    return row[0] if row else 0
+
+
+def read_changes(after: int, *, limit: int) -> FeedPage:
+    """The changes after version `after`. One single-row read when nothing changed (the idle case)."""
+    latest = latest_version()
+    if latest == after:
+        return FeedPage(latest=latest)
+    if latest < after or latest - after > limit:
+        return FeedPage(latest=latest, must_rebuild=True)
+    rows = tuple(
+        ChangeEvent.objects.filter(version__gt=after, version__lte=latest)
+        .order_by("version")
+        .values_list("version", "kind", "object_id")
+    )
+    # Versions have no gaps (a rolled-back writer rolls its version back too), so a hole means pruned rows.
+    if not rows or rows[0][0] != after + 1 or len(rows) != latest - after:
+        return FeedPage(latest=latest, must_rebuild=True)
+    return FeedPage(latest=latest, changes=rows)
+
+
+# --- keys ------------------------------------------------------------------------------------------------------
+
+_interned: dict = {}
+
+
+def _intern(value):
+    """One shared object for equal names, alias sets and grants: thousands of keys of one team cost one copy."""
+    if len(_interned) > 200_000:
+        _interned.clear()
+    key = tuple(sorted(value.items())) if isinstance(value, dict) else value
+    return _interned.setdefault((type(value), key), value)
+
+
+def _team_grants(team_ids: set[int]) -> tuple[dict[int, list[int]], dict[int, set[str]]]:
+    """Active subscriptions of these teams (oldest first), and the aliases each grants."""
+    team_subscriptions: dict[int, list[int]] = {}
+    by_subscription: dict[int, set[str]] = {}
+    if not team_ids:
+        return team_subscriptions, by_subscription
+    active = Subscription.objects.filter(team_id__in=team_ids, status=Subscription.Status.ACTIVE).order_by("pk")
+    for subscription_id, team_id, alias in active.values_list("pk", "team_id", "product__aliases__name"):
+        if subscription_id not in by_subscription:
+            by_subscription[subscription_id] = set()
+            team_subscriptions.setdefault(team_id, []).append(subscription_id)
+        if alias:
+            by_subscription[subscription_id].add(alias)
+    return team_subscriptions, by_subscription
+
+
+def _principals(keys) -> dict[int, Principal]:
+    keys = list(
+        keys.select_related("team__tenant").prefetch_related(
+            Prefetch("subscriptions", queryset=Subscription.objects.only("pk"))
+        )
+    )
+    team_subscriptions, by_subscription = _team_grants({k.team_id for k in keys if k.source == APIKey.Source.PORTAL})
+    found = {}
+    for key in keys:
+        subscription_by_alias: dict[str, int] = {}
+        if key.source == APIKey.Source.PORTAL:
+            # Portal keys reach only what their team's active subscriptions grant (the oldest grant wins).
+            scoped = sorted(s.pk for s in key.subscriptions.all()) or team_subscriptions.get(key.team_id, [])
+            for pk in scoped:
+                for alias in by_subscription.get(pk, ()):
+                    subscription_by_alias.setdefault(alias, pk)
+            allowed = frozenset(subscription_by_alias)
+        else:
+            allowed = frozenset(key.allowed_aliases) if key.allowed_aliases else None
+        found[key.pk] = Principal(
+            key_id=key.pk,
+            key_prefix=key.prefix,
+            secret_hash=key.secret_hash,
+            tenant_id=key.team.tenant_id,
+            tenant_name=_intern(key.team.tenant.name),
+            team_id=key.team_id,
+            team_name=_intern(key.team.name),
+            allowed_aliases=_intern(allowed) if allowed is not None else None,
+            expires_at=key.expires_at.timestamp() if key.expires_at else None,
+            is_revoked=key.is_revoked,
+            rpm_limit=key.rpm_limit,
+            tpm_limit=key.tpm_limit,
+            subscription_by_alias=_intern(subscription_by_alias),
+        )
+    return found
+
+
+def principal_by_hash(secret_hash: str) -> Principal | None:
+    """The key with this hash (revoked ones too: they answer "revoked", not "incorrect"), or None."""
+    found = _principals(APIKey.objects.filter(secret_hash=secret_hash))
+    return next(iter(found.values()), None)
+
+
+def principals_by_id(key_ids: Iterable[int]) -> dict[int, Principal | None]:
+    """These keys as they are now; None for a key that no longer exists."""
+    key_ids = list(key_ids)
+    found: dict[int, Principal | None] = dict.fromkeys(key_ids)
+    for start in range(0, len(key_ids), 2000):
+        found.update(_principals(APIKey.objects.filter(pk__in=key_ids[start : start + 2000])))
+    return found
+
+
+def keys_have_limits(key_ids: Iterable[int] | None = None) -> bool:
+    """Does any live key (of these) have its own RPM/TPM? Readiness needs a limits store only then."""
+    keys = APIKey.objects.filter(is_revoked=False).filter(Q(rpm_limit__isnull=False) | Q(tpm_limit__isnull=False))
+    if key_ids is not None:
+        keys = keys.filter(pk__in=list(key_ids))
+    return keys.exists()
+
+
+# --- limits, budgets -------------------------------------------------------------------------------------------
+
+
+def team_limits(team_ids: Iterable[int] | None = None) -> dict[int, RateRule]:
+    teams = Team.objects.filter(Q(rpm_limit__isnull=False) | Q(tpm_limit__isnull=False))
+    if team_ids is not None:
+        teams = teams.filter(pk__in=list(team_ids))
+    return {pk: RateRule(rpm=rpm, tpm=tpm) for pk, rpm, tpm in teams.values_list("pk", "rpm_limit", "tpm_limit")}
+
+
+def subscription_limits(
+    subscription_ids: Iterable[int] | None = None, *, product_ids: Iterable[int] = ()
+) -> dict[int, RateRule]:
+    """Active subscriptions' own RPM/TPM where set, else their product's defaults (only those with a limit)."""
+    active = Subscription.objects.filter(status=Subscription.Status.ACTIVE)
+    if subscription_ids is not None:
+        active = active.filter(Q(pk__in=list(subscription_ids)) | Q(product_id__in=list(product_ids)))
+    limits = {}
+    rows = active.values_list("pk", "rpm_limit", "tpm_limit", "product__default_rpm", "product__default_tpm")
+    for pk, rpm, tpm, default_rpm, default_tpm in rows:
+        rule = RateRule(rpm=rpm if rpm is not None else default_rpm, tpm=tpm if tpm is not None else default_tpm)
+        if rule.rpm is not None or rule.tpm is not None:
+            limits[pk] = rule
+    return limits
+
+
+def budget_rules(budget_ids: Iterable[int] | None = None) -> dict[int, BudgetRule]:
+    budgets = Budget.objects.filter(is_active=True).order_by("pk")
+    if budget_ids is not None:
+        budgets = budgets.filter(pk__in=list(budget_ids))
+    return {
+        budget.pk: BudgetRule(
+            budget_id=budget.pk,
+            scope=budget.scope,
+            target_id=budget.target_id,
+            period=budget.period,
+            limit_usd=budget.limit_usd,
+            limit_tokens=budget.limit_tokens,
+            action=budget.action,
+            downgrade_alias=budget.downgrade_alias,
+            thresholds=tuple(sorted(int(t) for t in budget.thresholds or ())),
+        )
+        for budget in budgets
+    }
+
+
+# --- the catalogue ---------------------------------------------------------------------------------------------
+
+
+def _provider_key(provider: Provider) -> str:
+    if provider.api_key_env:
+        # Operators may keep provider keys in the environment instead of the database.
+        return os.environ.get(provider.api_key_env, "")
+    try:
+        return decrypt_secret(provider.api_key_encrypted)
+    except CredentialError:
+        log.error("provider %s: credential cannot be decrypted; check TOLLWAY_FERNET_KEYS", provider.name)
+        return ""
+
+
+def _price_of(deployment: Deployment) -> ModelPrice:
+    return ModelPrice(
+        input_per_million=deployment.input_per_1m,
+        output_per_million=deployment.output_per_1m,
+        cached_input_per_million=deployment.cached_input_per_1m,
+    )
+
+
+def catalogue() -> tuple[dict[str, tuple[Target, ...]], dict[str, ModelPrice]]:
+    """alias -> its enabled deployments in priority order, and alias -> the price savings are measured against."""
+    provider_keys: dict[int, str] = {}
+    aliases: dict[str, list[Target]] = {}
+    routes = AliasDeployment.objects.select_related("alias", "deployment__provider").filter(
+        deployment__is_enabled=True, deployment__provider__is_enabled=True
+    )
+    for route in routes.order_by("alias_id", "priority", "id"):
+        deployment, provider = route.deployment, route.deployment.provider
+        if provider.pk not in provider_keys:
+            provider_keys[provider.pk] = _provider_key(provider)
+        target = Target(
+            deployment=deployment.name,
+            provider=provider.name,
+            kind=provider.kind,
+            base_url=provider.base_url.rstrip("/"),
+            model=deployment.model,
+            price=_price_of(deployment),
+            api_key=provider_keys[provider.pk],
+            api_version=provider.api_version,
+            connect_timeout_s=provider.connect_timeout_s,
+            timeout_s=provider.timeout_s,
+            max_output_tokens=deployment.max_output_tokens,
+        )
+        aliases.setdefault(route.alias.name, []).append(target)
+    # Each alias's chosen baseline deployment, else its most expensive enabled one (by output, then input).
+    chosen = ModelAlias.objects.filter(baseline_deployment__isnull=False).select_related("baseline_deployment")
+    baselines = {alias.name: _price_of(alias.baseline_deployment) for alias in chosen}
+    for alias, targets in aliases.items():
+        if alias not in baselines:
+            baselines[alias] = max(
+                (t.price for t in targets), key=lambda p: (p.output_per_million, p.input_per_million)
+            )
+    return {name: tuple(targets) for name, targets in aliases.items()}, baselines
+
+
+# --- what a batch of changes means -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Delta:
+    """What changed, resolved against the database: new values for what changed and whom it concerns."""
+
+    catalogue: tuple[dict[str, tuple[Target, ...]], dict[str, ModelPrice]] | None = None
+    team_limits: dict[int, RateRule | None] = field(default_factory=dict)  # None: no limit any more
+    subscription_limits: dict[int, RateRule | None] = field(default_factory=dict)
+    budgets: dict[int, BudgetRule | None] = field(default_factory=dict)  # None: deleted or inactive
+    key_ids: set[int] = field(default_factory=set)  # keys whose own row changed
+    team_ids: set[int] = field(default_factory=set)  # teams whose keys' view changed (grants, names, tenant)
+    every_cached_key: bool = False  # alias names changed: any portal key's grants may read differently
+    keys_have_limits: bool = False  # a changed key has its own RPM/TPM now
+    needs_rebuild: bool = False  # a kind-wide change of keys, limits or budgets
+
+
+def resolve(changes: Iterable[tuple[int, str, int | None]]) -> Delta:
+    by_kind: dict[str, set[int | None]] = {kind: set() for kind in feed.KINDS}
+    for _, kind, object_id in changes:
+        by_kind.setdefault(kind, set()).add(object_id)
+    delta = Delta()
+    if any(None in ids for kind, ids in by_kind.items() if kind != feed.CATALOGUE):
+        delta.needs_rebuild = True
+        return delta
+    if by_kind[feed.CATALOGUE]:
+        delta.catalogue = catalogue()
+        delta.every_cached_key = True
+    teams, subscriptions, products = by_kind[feed.TEAM], by_kind[feed.SUBSCRIPTION], by_kind[feed.PRODUCT]
+    if teams:
+        found = team_limits(teams)
+        delta.team_limits = {pk: found.get(pk) for pk in teams}
+    if subscriptions or products:
+        affected = set(subscriptions) | set(
+            Subscription.objects.filter(product_id__in=products).values_list("pk", flat=True)
+        )
+        found = subscription_limits(affected)
+        delta.subscription_limits = {pk: found.get(pk) for pk in affected}
+        owners = dict(Subscription.objects.filter(pk__in=affected).values_list("pk", "team_id"))
+        if len(owners) < len(affected):
+            # A deleted subscription: whose keys it granted to is gone with it.
+            delta.needs_rebuild = True
+            return delta
+        delta.team_ids |= set(owners.values())
+    if by_kind[feed.BUDGET]:
+        found = budget_rules(by_kind[feed.BUDGET])
+        delta.budgets = {pk: found.get(pk) for pk in by_kind[feed.BUDGET]}
+    if by_kind[feed.TENANT]:
+        delta.team_ids |= set(Team.objects.filter(tenant_id__in=by_kind[feed.TENANT]).values_list("pk", flat=True))
+    delta.team_ids |= set(teams)
+    delta.key_ids = set(by_kind[feed.KEY])
+    delta.keys_have_limits = bool(delta.key_ids) and keys_have_limits(delta.key_ids)
+    return delta

@@ -1,0 +1,258 @@
+"""Keeps one gateway process's view of the control plane current: the snapshot (catalogue, limits, budgets) and
+the keys in use.
+
+At start-up the process builds the snapshot once (no keys: they are looked up when first presented). Then it
+reads the change feed after the last version it applied, every TOLLWAY_SNAPSHOT_REFRESH_S and at once when
+Redis announces a change, and applies only what changed. A process too far behind, or behind the feed's
+retained window, builds again from scratch. Database work runs on the control-plane thread, never on the
+event loop; applying a batch on the loop costs what changed.
+
+Bounds: with Redis, a change reaches every process within a publish and one read (well under 1 s); without
+Redis, or while it is away, within TOLLWAY_SNAPSHOT_REFRESH_S plus one read, and /readyz says "periodic".
+"""
+
+import asyncio
+import dataclasses
+import logging
+import time
+
+from django.conf import settings
+
+from config.db_thread import run_in_db
+from routing.control_plane import feed, loader
+from routing.control_plane.keys import KeyCache
+from routing.engine import snapshot
+from routing.engine.snapshot import Snapshot
+from routing.observability.readiness import CheckResult
+
+log = logging.getLogger(__name__)
+
+LANE = "control"  # the database thread for feed reads and key lookups, beside the usage writer's
+
+
+async def _lookup(secret_hash: str):
+    return await run_in_db(loader.principal_by_hash, secret_hash, lane=LANE)
+
+
+def _new_key_cache() -> KeyCache:
+    return KeyCache(
+        _lookup,
+        size=settings.TOLLWAY_KEY_CACHE_SIZE,
+        negative_ttl_s=settings.TOLLWAY_KEY_NEGATIVE_TTL_S,
+        lookups_per_s=settings.TOLLWAY_KEY_LOOKUPS_PER_S,
+    )
+
+
+_keys = _new_key_cache()
+
+
+def keys() -> KeyCache:
+    return _keys
+
+
+def _build() -> tuple[Snapshot, int]:
+    # The version is read first: a change committed during the build is applied again after it (harmless),
+    # never skipped.
+    version = loader.latest_version()
+    aliases, baselines = loader.catalogue()
+    budgets = loader.budget_rules()
+    return (
+        _assemble(
+            aliases=aliases,
+            baselines=baselines,
+            budget_by_id=budgets,
+            team_limits=loader.team_limits(),
+            subscription_limits=loader.subscription_limits(),
+            keys_have_limits=loader.keys_have_limits(),
+            version=version,
+        ),
+        version,
+    )
+
+
+def _assemble(*, budget_by_id, **fields) -> Snapshot:
+    by_scope: dict[tuple[str, int], list] = {}
+    for rule in sorted(budget_by_id.values(), key=lambda r: r.budget_id):
+        by_scope.setdefault((rule.scope, rule.target_id), []).append(rule)
+    return Snapshot(
+        budgets={scope: tuple(rules) for scope, rules in by_scope.items()},
+        budget_by_id=budget_by_id,
+        loaded_at=time.time(),
+        **fields,
+    )
+
+
+def _merged(current: Snapshot, delta: loader.Delta, version: int) -> Snapshot:
+    def patch(mapping: dict, changes: dict) -> dict:
+        if not changes:
+            return mapping
+        patched = dict(mapping)
+        for key, value in changes.items():
+            if value is None:
+                patched.pop(key, None)
+            else:
+                patched[key] = value
+        return patched
+
+    aliases, baselines = delta.catalogue if delta.catalogue is not None else (current.aliases, current.baselines)
+    return _assemble(
+        aliases=aliases,
+        baselines=baselines,
+        budget_by_id=patch(current.budget_by_id, delta.budgets),
+        team_limits=patch(current.team_limits, delta.team_limits),
+        subscription_limits=patch(current.subscription_limits, delta.subscription_limits),
+        keys_have_limits=current.keys_have_limits or delta.keys_have_limits,
+        version=version,
+    )
+
+
+class ControlPlane:
+    """One per gateway process (routing/proxy/lifespan.py starts it)."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.rebuilds = 0
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._listening = False  # subscribed to Redis and hearing it
+        self._failing_since: float | None = None
+
+    async def start(self) -> None:
+        global _keys
+        _keys = _new_key_cache()
+        await self.rebuild()
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._read_forever(), name="control-plane-reader"))
+        if settings.REDIS_URL:
+            self._tasks.append(loop.create_task(self._listen_forever(), name="control-plane-listener"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def rebuild(self) -> None:
+        _keys.begin_change()
+        try:
+            built, version = await run_in_db(_build, lane=LANE)
+        finally:
+            _keys.finish_change()
+        # Keys in memory may be stale in any way: they are looked up again when next presented.
+        _keys.clear()
+        snapshot.install(built)
+        self.version = version
+        self.rebuilds += 1
+
+    async def catch_up(self) -> None:
+        """Apply every change committed after self.version."""
+        _keys.begin_change()
+        reloaded: dict = {}
+        try:
+            page = await run_in_db(
+                loader.read_changes, self.version, limit=settings.TOLLWAY_CHANGES_MAX_BATCH, lane=LANE
+            )
+            if page.must_rebuild:
+                log.info(
+                    "change feed: %d changes behind (or the feed restarted); building afresh",
+                    page.latest - self.version,
+                )
+                _keys.finish_change()
+                await self.rebuild()
+                return
+            current = snapshot.current()
+            if not page.changes:
+                snapshot.install(dataclasses.replace(current, loaded_at=time.time()))  # confirmed current
+                return
+            delta = await run_in_db(loader.resolve, page.changes, lane=LANE)
+            if delta.needs_rebuild:
+                _keys.finish_change()
+                await self.rebuild()
+                return
+            stale = _keys.key_ids(teams=delta.team_ids, keys=delta.key_ids, every=delta.every_cached_key)
+            if stale:
+                reloaded = await run_in_db(loader.principals_by_id, stale, lane=LANE)
+            snapshot.install(_merged(current, delta, page.latest))
+            self.version = page.latest
+        finally:
+            _keys.finish_change(reloaded)
+
+    async def _read_forever(self) -> None:
+        interval = settings.TOLLWAY_SNAPSHOT_REFRESH_S
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.catch_up()
+            except Exception as exc:
+                # Keep serving what we know; a database blip must not take the gateway down. Said once per
+                # outage, not every interval.
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                    log.warning("change feed read failed (%s); serving what is known until it works again", exc)
+                else:
+                    log.debug("change feed read still failing: %s", exc)
+                continue
+            if self._failing_since is not None:
+                log.info("change feed read works again after %.1f s", time.monotonic() - self._failing_since)
+                self._failing_since = None
+
+    async def _listen_forever(self) -> None:
+        import redis.asyncio as redis
+
+        backoff_s = 0.5
+        while True:
+            client = redis.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10, socket_keepalive=True
+            )
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(feed.CHANNEL)
+                if not self._listening:
+                    log.info("change feed: notified through Redis")
+                self._listening = True
+                backoff_s = 0.5
+                self._wake.set()  # anything published while we were not listening
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._listening:
+                    log.warning(
+                        "change feed: lost Redis notifications (%s); reading the feed every %g s until it is back",
+                        exc,
+                        settings.TOLLWAY_SNAPSHOT_REFRESH_S,
+                    )
+                self._listening = False
+            finally:
+                try:
+                    await pubsub.aclose()
+                    await client.aclose()
+                except Exception as exc:  # a connection already gone cannot be closed politely
+                    log.debug("change feed: closing the Redis subscription: %s", exc)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 10.0)
+
+    async def readiness(self) -> CheckResult:
+        notified = bool(settings.REDIS_URL) and self._listening
+        detail = {
+            "mode": "notify" if notified else "periodic",
+            "version": self.version,
+            "keys_in_memory": len(_keys),
+            "refresh_s": settings.TOLLWAY_SNAPSHOT_REFRESH_S,
+        }
+        if settings.REDIS_URL and not notified:
+            detail["reason"] = "Redis notifications are not arriving: changes are read every refresh_s seconds"
+        if self._failing_since is not None:
+            detail["failing_for_s"] = round(time.monotonic() - self._failing_since, 1)
+        return CheckResult(self._failing_since is None and (notified or not settings.REDIS_URL), detail)
+
+
+async def refresh_once() -> None:
+    """For tests and tools: build this process's view afresh, now."""
+    await ControlPlane().rebuild()
