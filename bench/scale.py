@@ -49,7 +49,7 @@ def parse_args() -> argparse.Namespace:
     run.add_argument(
         "--warmup-max-s",
         type=float,
-        default=300,
+        default=420,
         help="keep warming while any answer is not 2xx (keys learnt at a capped rate), up to this",
     )
     run.add_argument("--idle-s", type=float, default=30, help="idle window for CPU time")
@@ -180,8 +180,8 @@ def check_scale(args, report: Report, keys_file: Path) -> None:
                 f"{ready['full']:.1f} s (workers: {each}; empty database {ready['empty']:.1f} s)",
                 ready["full"] <= 10,
             )
-        for gateway in (full, empty):
-            warm_up(args, report, [gateway], keys_file, connections=16)
+        # Both at once: learning keys is bounded by the lookup cap per process, not by CPU.
+        warm_up(args, report, [full, empty], keys_file, connections=16)
         if "rss" in args.only:
             rss = {pid: processes.rss_mb(pid) for pid in full.worker_pids()}
             empty_rss = [processes.rss_mb(pid) for pid in empty.worker_pids()]
@@ -194,8 +194,10 @@ def check_scale(args, report: Report, keys_file: Path) -> None:
                 max(rss.values()) <= 150,
             )
             report.note(
+                f"largest worker RSS before the warm-up (at /readyz 200): full {full.peak_start_rss_mb:.0f} MB, "
+                f"empty {empty.peak_start_rss_mb:.0f} MB; "
                 f"supervisor RSS {processes.rss_mb(full.process.pid):.0f} MB (not a gateway process); "
-                f"tollway_key_cache_size summed over the workers: {cached}"
+                f"keys held by the full database's workers together: {cached}"
             )
         if "idle" in args.only:
             check_idle(args, report, full, empty)
@@ -206,29 +208,37 @@ def check_scale(args, report: Report, keys_file: Path) -> None:
         empty.stop()
 
 
+# Of the load keys each worker must hold. One worker meets every key each pass; of two, the kernel picks which
+# meets a key, so the last few reach both only by chance.
+WARM_SHARE = {1: 1.0, 2: 0.99}
+
+
 def warm_up(args, report: Report, gateways, keys_file: Path, *, connections: int) -> None:
-    """wrk through every load key for --warmup-s, then on in 10 s rounds while any answer was not 2xx: a gateway
-    that learns keys on demand at a capped rate answers 429 until it has met them all."""
+    """wrk through the load keys for --warmup-s, then on in 10 s rounds until a round is all 2xx and, where the
+    gateway reports tollway_key_cache_size, its workers hold (nearly) every key each: a gateway that learns keys on
+    demand at a capped rate answers 429 until then, and which worker meets a key is the kernel's choice."""
     names = "+".join(g.name for g in gateways)
     log(f"warm-up {names}: at least {args.warmup_s:g} s, c={connections}, {args.load_keys} keys in turn")
     started, duration_s = time.monotonic(), args.warmup_s
-    rounds = []
+    rounds, held = [], {}
     while True:
         running = [
             load.start_wrk(g.url, keys_file=keys_file, connections=connections, duration_s=duration_s) for g in gateways
         ]
         results = [load.finish_wrk(process, timeout_s=duration_s + 60) for process in running]
-        rounds.append(results)
-        failed = sum(r.errors + r.non2xx for r in results)
-        if failed == 0 or time.monotonic() - started > args.warmup_max_s:
+        rounds.append(sum(r.errors + r.non2xx for r in results))
+        held = {g.name: metric_total(g.url, "tollway_key_cache_size") for g in gateways}
+        is_warm = all(
+            count is None or count >= WARM_SHARE.get(g.workers, 0.99) * g.workers * args.load_keys
+            for g, count in zip(gateways, held.values(), strict=True)
+        )
+        if (rounds[-1] == 0 and is_warm) or time.monotonic() - started > args.warmup_max_s:
             break
         duration_s = 10
-    requests = sum(r.requests for results in rounds for r in results)
-    failed = [sum(r.errors + r.non2xx for r in results) for results in rounds]
     report.note(
-        f"warm-up {names}: {time.monotonic() - started:.0f} s, {requests} requests over {args.load_keys} "
-        f"distinct keys; errors + non-2xx per round: {failed}"
-        + ("" if failed[-1] == 0 else " (**still failing at --warmup-max-s**)")
+        f"warm-up {names}: {time.monotonic() - started:.0f} s over {args.load_keys} distinct keys; errors + non-2xx "
+        f"per round: {rounds}; keys held (tollway_key_cache_size, all workers): {held}"
+        + ("" if rounds[-1] == 0 and is_warm else " (**not warm at --warmup-max-s**)")
     )
 
 
@@ -381,8 +391,9 @@ def check_flood(args, report: Report, gateways, keys_file: Path) -> None:
         f"{len(gateways)} processes; answers {statuses}"
     )
     transactions = f"database transactions {flooded.per_s:.0f}/s during the flood, {quiet.per_s:.0f}/s before"
-    cap = 50 * len(gateways) * (args.flood_s + 1)
-    bound = f"<= {cap:.0f} (50/s per process)"
+    # The cap is per second of flood actually delivered (a slow machine stretches it), plus a second of slack.
+    cap = 50 * len(gateways) * (flood.duration_s + 1)
+    bound = f"<= {cap:.0f} (50/s per process over {flood.duration_s:.1f} s + 1 s)"
     if counts_before is None or counts_after is None:
         report.add(
             "flood: key lookups the database saw",
