@@ -11,7 +11,6 @@ keys beside a good-key load, the same two gateways). The table goes to stdout an
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -22,10 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
-import psycopg  # noqa: E402
-from scale import builder, key_changes, load, processes  # noqa: E402
-from scale.report import Report  # noqa: E402
+from scale import builder, flood, key_changes, load, processes  # noqa: E402
+from scale.probes import metric_total  # noqa: E402
+from scale.report import Report, log  # noqa: E402
 
 FULL_DB, EMPTY_DB = "tollway_scale", "tollway_scale_empty"
 REDIS_URL = "redis://127.0.0.1:6379/9"
@@ -41,6 +39,13 @@ def parse_args() -> argparse.Namespace:
     shape.add_argument("--teams", type=int, default=10_000, help="teams (10,000), 100 to a tenant")
     shape.add_argument("--aliases", type=int, default=1_000, help="model aliases, one deployment each (1,000)")
     shape.add_argument("--load-keys", type=int, default=5_000, help="distinct keys in the load, both databases")
+    shape.add_argument(
+        "--load-teams",
+        type=int,
+        default=0,
+        help="teams the load keys belong to (0: every team, so 5,000 keys in use span 5,000 teams: the worst case "
+        "for per-team state; 500: ten keys a team)",
+    )
     shape.add_argument("--skip-build", action="store_true", help="reuse both databases and the keys file")
     shape.add_argument("--build-only", action="store_true", help="build both databases, then stop")
     run = parser.add_argument_group("the run")
@@ -72,10 +77,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def log(message: str) -> None:
-    print(f"[scale {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
-
-
 def gateway_env(args: argparse.Namespace, name: str, database: str) -> dict[str, str]:
     state = args.state_dir / name
     # Metrics files from an earlier process would be summed into this one's /metrics.
@@ -94,46 +95,38 @@ def gateway_env(args: argparse.Namespace, name: str, database: str) -> dict[str,
     }
 
 
-def metric_total(url: str, name: str, **labels: str) -> float | None:
-    """The sum of a metric's samples matching `labels` in the gateway's /metrics: 0 when none match (a counter
-    shows a label value only once it has counted one), None when the gateway has no such metric at all."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    total, has_metric = 0.0, False
-    for line in text.splitlines():
-        match = re.match(rf"{name}(?:\{{(.*)\}})? ([0-9.e+-]+)$", line)
-        if match:
-            has_metric = True
-            if all(f'{key}="{value}"' in (match.group(1) or "") for key, value in labels.items()):
-                total += float(match.group(2))
-    return total if has_metric else None
-
-
-def database_transactions(database: str) -> int:
-    with psycopg.connect(builder.database_url("postgres")) as conn:
-        row = conn.execute(
-            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (database,)
-        ).fetchone()
-    return int(row[0])
-
-
 def build(args: argparse.Namespace, report: Report, upstream_url: str) -> Path:
     keys_file = args.state_dir / "load-keys.txt"
     if args.skip_build:
         if not keys_file.exists():
             raise SystemExit(f"--skip-build: {keys_file} is missing; build first")
-        report.note(f"databases reused (--skip-build); rows in {FULL_DB}: {builder.row_counts(FULL_DB)}")
+        built = (args.state_dir / "shape.txt").read_text().strip() if (args.state_dir / "shape.txt").exists() else "?"
+        report.note(
+            f"databases reused (--skip-build), built as {built}; rows in {FULL_DB}: {builder.row_counts(FULL_DB)}"
+        )
         return keys_file
     env = gateway_env(args, "build", FULL_DB)
     load_keys = builder.make_load_keys(args.load_keys, pepper=PEPPER)
     keys_file.write_text("".join(f"{key}\n" for key, _ in load_keys))
     for database, shape in [
-        (FULL_DB, builder.Shape(keys=args.keys, teams=args.teams, aliases=args.aliases, load_keys=args.load_keys)),
+        (
+            FULL_DB,
+            builder.Shape(
+                keys=args.keys,
+                teams=args.teams,
+                aliases=args.aliases,
+                load_keys=args.load_keys,
+                load_teams=args.load_teams,
+            ),
+        ),
         (EMPTY_DB, builder.Shape(keys=args.load_keys, teams=1, aliases=2, load_keys=args.load_keys)),
     ]:
         log(f"building {database}: {shape}")
         started = time.monotonic()
         timings = builder.build(database, shape, load_keys, upstream_url=upstream_url, env=env)
         steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in timings.items())
+        if database == FULL_DB:
+            (args.state_dir / "shape.txt").write_text(f"{shape}\n")
         report.note(f"built {database} in {time.monotonic() - started:.1f} s ({steps}): {builder.row_counts(database)}")
     return keys_file
 
@@ -181,7 +174,7 @@ def check_scale(args, report: Report, keys_file: Path) -> None:
                 ready["full"] <= 10,
             )
         # Both at once: learning keys is bounded by the lookup cap per process, not by CPU.
-        warm_up(args, report, [full, empty], keys_file, connections=16)
+        load.warm_up(args, report, [full, empty], keys_file, connections=16)
         if "rss" in args.only:
             rss = {pid: processes.rss_mb(pid) for pid in full.worker_pids()}
             empty_rss = [processes.rss_mb(pid) for pid in empty.worker_pids()]
@@ -206,40 +199,6 @@ def check_scale(args, report: Report, keys_file: Path) -> None:
     finally:
         full.stop()
         empty.stop()
-
-
-# Of the load keys each worker must hold. One worker meets every key each pass; of two, the kernel picks which
-# meets a key, so the last few reach both only by chance.
-WARM_SHARE = {1: 1.0, 2: 0.99}
-
-
-def warm_up(args, report: Report, gateways, keys_file: Path, *, connections: int) -> None:
-    """wrk through the load keys for --warmup-s, then on in 10 s rounds until a round is all 2xx and, where the
-    gateway reports tollway_key_cache_size, its workers hold (nearly) every key each: a gateway that learns keys on
-    demand at a capped rate answers 429 until then, and which worker meets a key is the kernel's choice."""
-    names = "+".join(g.name for g in gateways)
-    log(f"warm-up {names}: at least {args.warmup_s:g} s, c={connections}, {args.load_keys} keys in turn")
-    started, duration_s = time.monotonic(), args.warmup_s
-    rounds, held = [], {}
-    while True:
-        running = [
-            load.start_wrk(g.url, keys_file=keys_file, connections=connections, duration_s=duration_s) for g in gateways
-        ]
-        results = [load.finish_wrk(process, timeout_s=duration_s + 60) for process in running]
-        rounds.append(sum(r.errors + r.non2xx for r in results))
-        held = {g.name: metric_total(g.url, "tollway_key_cache_size") for g in gateways}
-        is_warm = all(
-            count is None or count >= WARM_SHARE.get(g.workers, 0.99) * g.workers * args.load_keys
-            for g, count in zip(gateways, held.values(), strict=True)
-        )
-        if (rounds[-1] == 0 and is_warm) or time.monotonic() - started > args.warmup_max_s:
-            break
-        duration_s = 10
-    report.note(
-        f"warm-up {names}: {time.monotonic() - started:.0f} s over {args.load_keys} distinct keys; errors + non-2xx "
-        f"per round: {rounds}; keys held (tollway_key_cache_size, all workers): {held}"
-        + ("" if rounds[-1] == 0 and is_warm else " (**not warm at --warmup-max-s**)")
-    )
 
 
 def check_idle(args, report: Report, full, empty) -> None:
@@ -294,137 +253,6 @@ def check_rps(args, report: Report, full, empty, keys_file: Path) -> None:
     report.note("wrk rounds: " + "; ".join(rounds))
 
 
-def check_key_changes(args, report: Report, gateways) -> None:
-    owner = key_changes.TeamOwner(url=gateways[0].url, env=gateways[0].env)
-    log(f"keys: {args.rest_tries} through the REST API, {args.command_tries} through manage.py")
-    tries = key_changes.run_tries(
-        owner=owner,
-        env=gateways[0].env,
-        processes={g.name: g.url for g in gateways},
-        rest_tries=args.rest_tries,
-        command_tries=args.command_tries,
-        calls_per_key=args.calls_per_key,
-        limit_s=args.revoke_limit_s,
-    )
-    for via in ("rest", "command"):
-        done = [attempt for attempt in tries if attempt.via == via]
-        if not done:
-            continue
-        label = "REST API" if via == "rest" else "manage.py"
-        first_bad = sum(status != 200 for attempt in done for status in attempt.first_call_status.values())
-        calls = sum(sum(attempt.fresh_call_statuses.values()) for attempt in done)
-        unauthorized = sum(attempt.fresh_call_statuses[401] for attempt in done)
-        other = sum(n for a in done for status, n in a.fresh_call_statuses.items() if status not in (200, 401))
-        report.add(
-            f"new key ({label}, {len(done)} keys) answers its first call on each of {len(gateways)} processes",
-            "every first call 200; no 401 in the fresh-connection calls",
-            f"{first_bad} first calls not 200; {unauthorized} × 401 and {other} other non-200 in {calls} calls",
-            first_bad == 0 and unauthorized == 0,
-        )
-        # A try counts once every process refuses the key: its slowest process.
-        slowest = [max(a.revoked_after_s.values(), key=lambda s: float("inf") if s is None else s) for a in done]
-        never = sum(seconds is None for seconds in slowest)
-        seconds = [args.revoke_limit_s * 10 if s is None else s for s in slowest]
-        p99, p50 = key_changes.percentile(seconds, 0.99), key_changes.percentile(seconds, 0.5)
-        shown = f"> {args.revoke_limit_s:g} s" if never and p99 > args.revoke_limit_s else f"{p99:.3f} s"
-        report.add(
-            f"revoked ({label}) -> 401 on every process, p99 of {len(done)} tries",
-            "<= 1 s",
-            f"{shown} (p50 {p50:.3f} s, max {max(seconds):.3f} s; {never} never within {args.revoke_limit_s:g} s)",
-            p99 <= 1,
-        )
-
-
-LOOKUP_RESULTS = ("hit", "found", "unknown", "negative", "throttled")
-
-
-def lookup_counts(gateways) -> dict[str, float] | None:
-    """tollway_key_lookups_total by result, summed over the processes; None where the gateway has no such metric."""
-    counts = {result: 0.0 for result in LOOKUP_RESULTS}
-    for gateway in gateways:
-        for result in LOOKUP_RESULTS:
-            value = metric_total(gateway.url, "tollway_key_lookups_total", result=result)
-            if value is None:
-                return None
-            counts[result] += value
-    return counts
-
-
-class TransactionWindow:
-    """Transactions PostgreSQL counted for the full database over a window, per second."""
-
-    def __enter__(self) -> "TransactionWindow":
-        self.count, self.started = database_transactions(FULL_DB), time.monotonic()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        time.sleep(1.5)  # PostgreSQL publishes its transaction counts about once a second
-        self.per_s = (database_transactions(FULL_DB) - self.count) / (time.monotonic() - self.started)
-
-
-def check_flood(args, report: Report, gateways, keys_file: Path) -> None:
-    connections = max(1, args.connections // len(gateways))
-
-    def good_load():
-        return [
-            load.start_wrk(g.url, keys_file=keys_file, connections=connections, duration_s=args.flood_s)
-            for g in gateways
-        ]
-
-    def finish(running):
-        results = [load.finish_wrk(process, timeout_s=args.flood_s + 60) for process in running]
-        return sum(r.requests for r in results) / args.flood_s, sum(r.errors + r.non2xx for r in results)
-
-    log("flood: good-key warm-up, then the good load alone, then beside the garbage keys")
-    warm_up(args, report, gateways, keys_file, connections=connections)
-    with TransactionWindow() as quiet:
-        before_rps, before_errors = finish(good_load())
-    counts_before = lookup_counts(gateways)
-    with TransactionWindow() as flooded:
-        running = good_load()
-        flood = load.flood([g.port for g in gateways], rate_per_s=args.flood_rate, duration_s=args.flood_s)
-        during_rps, during_errors = finish(running)
-    counts_after = lookup_counts(gateways)
-    statuses = ", ".join(f"{status}: {count}" for status, count in sorted(flood.statuses.items()))
-    report.note(
-        f"flood: {flood.sent} garbage keys in {flood.duration_s:.1f} s ({flood.rate_per_s:.0f}/s) over "
-        f"{len(gateways)} processes; answers {statuses}"
-    )
-    transactions = f"database transactions {flooded.per_s:.0f}/s during the flood, {quiet.per_s:.0f}/s before"
-    # The cap is per second of flood actually delivered (a slow machine stretches it), plus a second of slack.
-    cap = 50 * len(gateways) * (flood.duration_s + 1)
-    bound = f"<= {cap:.0f} (50/s per process over {flood.duration_s:.1f} s + 1 s)"
-    if counts_before is None or counts_after is None:
-        report.add(
-            "flood: key lookups the database saw",
-            bound,
-            f"no tollway_key_lookups_total in /metrics; {transactions}",
-            None,
-        )
-    else:
-        delta = {result: counts_after[result] - counts_before[result] for result in LOOKUP_RESULTS}
-        # found and unknown are the lookups that went to the database; the others were answered from memory.
-        queried = delta["found"] + delta["unknown"]
-        report.add(
-            "flood: key lookups the database saw (lookups_total found + unknown)",
-            bound,
-            f"{queried:.0f}; {transactions}",
-            queried <= cap,
-        )
-        report.note(
-            "tollway_key_lookups_total over the flood, by result: "
-            + ", ".join(f"{result} {count:.0f}" for result, count in delta.items())
-        )
-    ratio = during_rps / before_rps if before_rps else 0.0
-    report.add(
-        "flood: good keys beside it (rps during / before; errors)",
-        "errors 0; rps ratio reported",
-        f"{ratio:.2f} ({during_rps:.0f} / {before_rps:.0f} per s); errors {during_errors} during, "
-        f"{before_errors} before",
-        during_errors == 0,
-    )
-
-
 def main() -> int:
     args = parse_args()
     args.state_dir = args.state_dir.resolve()  # nginx and the gateways run in other directories
@@ -434,8 +262,9 @@ def main() -> int:
     ).stdout.strip()
     report = Report(title=f"commit {commit}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
     report.note(
-        f"shape: {args.keys:,} keys, {args.teams:,} teams, {args.aliases:,} aliases; "
-        f"{args.load_keys:,} distinct keys in every load; checks: {', '.join(args.only)}"
+        f"shape: {args.keys:,} keys, {args.teams:,} teams, {args.aliases:,} aliases; {args.load_keys:,} distinct "
+        f"keys in every load; "
+        f"checks: {'none (--build-only)' if args.build_only else ', '.join(args.only)}"
     )
     upstream = processes.Upstream(port=args.port_base + 90, run_dir=args.state_dir)
     upstream.start()
@@ -448,10 +277,11 @@ def main() -> int:
         if {"keys", "flood"} & set(args.only):
             gateways = [start_gateway(args, f"process-{n}", FULL_DB, args.port_base + 10 + n, 1) for n in (1, 2)]
             try:
-                if "keys" in args.only:
-                    check_key_changes(args, report, gateways)
+                # The flood first: the keys check's own keys would otherwise count as warm cache entries.
                 if "flood" in args.only:
-                    check_flood(args, report, gateways, keys_file)
+                    flood.check(args, report, gateways, keys_file, database=FULL_DB)
+                if "keys" in args.only:
+                    key_changes.check(args, report, gateways)
             finally:
                 for gateway in gateways:
                     gateway.stop()

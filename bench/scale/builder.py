@@ -34,10 +34,13 @@ class Shape:
     teams: int
     aliases: int
     load_keys: int
+    load_teams: int = 0  # the teams the load keys belong to, one after another; 0: every team
 
     def __post_init__(self) -> None:
         if self.aliases < 2 or self.teams < 1 or not 0 < self.load_keys <= self.keys:
             raise ValueError("need >= 2 aliases (bench, bench-stream), >= 1 team and 0 < load keys <= keys")
+        if not 0 <= self.load_teams <= self.teams:
+            raise ValueError("load teams must be between 0 (every team) and the number of teams")
 
 
 def database_url(name: str) -> str:
@@ -154,7 +157,7 @@ def _keys(cur: psycopg.Cursor, shape: Shape, load_keys: list[tuple[str, str]]) -
     ) as copy:
         for number, (key, secret_hash) in enumerate(load_keys, start=1):
             source = "portal" if number % 2 == 0 else "operator"
-            team = (number - 1) % shape.teams + 1
+            team = (number - 1) % (shape.load_teams or shape.teams) + 1
             row = (number, f"load-{number}", key[:DISPLAY_PREFIX_LENGTH], secret_hash, "[]", False)
             copy.write_row((*row, "now", "now", team, source))
     # Junk keys: the same mix, plus the states real key tables hold: 5% revoked, 5% expiring next year, 1% with

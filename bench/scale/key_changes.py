@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from scale.report import Report, log
+
 REPO = Path(__file__).resolve().parents[2]
 CHAT_BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello in one short sentence."}]}
 BENCH_EMAIL, BENCH_PASSWORD = "scale-bench@example.com", "scale-bench-Owner-2026!"
@@ -131,3 +133,44 @@ def percentile(values: list[float], share: float) -> float:
     """Nearest-rank percentile: the smallest value at least `share` of the values are <= to."""
     ordered = sorted(values)
     return ordered[max(0, -(-int(share * 1000) * len(ordered) // 1000) - 1)]
+
+
+def check(args, report: Report, gateways) -> None:
+    owner = TeamOwner(url=gateways[0].url, env=gateways[0].env)
+    log(f"keys: {args.rest_tries} through the REST API, {args.command_tries} through manage.py")
+    tries = run_tries(
+        owner=owner,
+        env=gateways[0].env,
+        processes={g.name: g.url for g in gateways},
+        rest_tries=args.rest_tries,
+        command_tries=args.command_tries,
+        calls_per_key=args.calls_per_key,
+        limit_s=args.revoke_limit_s,
+    )
+    for via in ("rest", "command"):
+        done = [attempt for attempt in tries if attempt.via == via]
+        if not done:
+            continue
+        label = "REST API" if via == "rest" else "manage.py"
+        first_bad = sum(status != 200 for attempt in done for status in attempt.first_call_status.values())
+        calls = sum(sum(attempt.fresh_call_statuses.values()) for attempt in done)
+        unauthorized = sum(attempt.fresh_call_statuses[401] for attempt in done)
+        other = sum(n for a in done for status, n in a.fresh_call_statuses.items() if status not in (200, 401))
+        report.add(
+            f"new key ({label}, {len(done)} keys) answers its first call on each of {len(gateways)} processes",
+            "every first call 200; no 401 in the fresh-connection calls",
+            f"{first_bad} first calls not 200; {unauthorized} × 401 and {other} other non-200 in {calls} calls",
+            first_bad == 0 and unauthorized == 0,
+        )
+        # A try counts once every process refuses the key: its slowest process.
+        slowest = [max(a.revoked_after_s.values(), key=lambda s: float("inf") if s is None else s) for a in done]
+        never = sum(seconds is None for seconds in slowest)
+        seconds = [args.revoke_limit_s * 10 if s is None else s for s in slowest]
+        p99, p50 = percentile(seconds, 0.99), percentile(seconds, 0.5)
+        shown = f"> {args.revoke_limit_s:g} s" if never and p99 > args.revoke_limit_s else f"{p99:.3f} s"
+        report.add(
+            f"revoked ({label}) -> 401 on every process, p99 of {len(done)} tries",
+            "<= 1 s",
+            f"{shown} (p50 {p50:.3f} s, max {max(seconds):.3f} s; {never} never within {args.revoke_limit_s:g} s)",
+            p99 <= 1,
+        )

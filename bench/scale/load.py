@@ -1,15 +1,14 @@
-"""Load for the scale bench: wrk with many distinct keys (keys.lua), and a paced flood of garbage keys."""
+"""Load for the scale bench: wrk with many distinct keys (keys.lua), and the warm-up that fills the key caches."""
 
-import asyncio
 import os
 import re
 import subprocess
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from portal.keys import generate_key
+from scale.probes import metric_total
+from scale.report import Report, log
 
 KEYS_LUA = Path(__file__).with_name("keys.lua")
 CHAT_PATH = "/v1/chat/completions"
@@ -55,68 +54,35 @@ def run_wrk(url: str, *, keys_file: Path, connections: int, duration_s: float) -
     return finish_wrk(process, timeout_s=duration_s + 60)
 
 
-@dataclass(frozen=True)
-class FloodResult:
-    sent: int
-    statuses: dict[int, int]  # HTTP status -> count; 0 for a connection that failed
-    duration_s: float
-
-    @property
-    def rate_per_s(self) -> float:
-        return self.sent / self.duration_s
+# Of the load keys each worker must hold. One worker meets every key each pass; of two, the kernel picks which
+# meets a key, so the last few reach both only by chance.
+WARM_SHARE = {1: 1.0, 2: 0.99}
 
 
-async def _send(reader, writer, port: int) -> int:
-    # Well-formed keys with valid checksums, each new: a gateway cannot reject them by their shape alone.
-    request = (
-        f"POST {CHAT_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {generate_key()}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
-    )
-    writer.write(request.encode())
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
-    await reader.readexactly(length)
-    return int(head.split(b" ", 2)[1])
-
-
-async def _flood(ports: list[int], *, rate_per_s: float, duration_s: float, connections_per_port: int) -> FloodResult:
-    # One queue per port, so each gateway gets its share of the rate whichever answers faster.
-    tickets_of = {port: asyncio.Queue() for port in ports}
-    statuses: Counter[int] = Counter()
-
-    async def connection(port: int) -> None:
-        tickets = tickets_of[port]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while (await tickets.get()) >= 0:
-                try:
-                    statuses[await _send(reader, writer, port)] += 1
-                except (OSError, asyncio.IncompleteReadError, AttributeError):
-                    statuses[0] += 1
-                    writer.close()
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        finally:
-            writer.close()
-
-    workers = [asyncio.create_task(connection(port)) for port in ports for _ in range(connections_per_port)]
-    started = time.monotonic()
-    sent = 0
-    # Tickets at the rate, in 10 ms steps; a gateway that falls behind makes the queue grow, not the rate drop.
-    while (elapsed := time.monotonic() - started) < duration_s:
-        due = int(elapsed * rate_per_s) - sent
-        for number in range(sent, sent + due):
-            tickets_of[ports[number % len(ports)]].put_nowait(1)
-        sent += due
-        await asyncio.sleep(0.01)
-    for tickets in tickets_of.values():
-        for _ in range(connections_per_port):
-            tickets.put_nowait(-1)
-    await asyncio.wait_for(asyncio.gather(*workers), timeout=60)
-    return FloodResult(sent=sent, statuses=dict(statuses), duration_s=time.monotonic() - started)
-
-
-def flood(ports: list[int], *, rate_per_s: float, duration_s: float, connections_per_port: int = 16) -> FloodResult:
-    """`rate_per_s` requests a second, each with a new garbage key, spread over `ports`, for `duration_s`."""
-    return asyncio.run(
-        _flood(ports, rate_per_s=rate_per_s, duration_s=duration_s, connections_per_port=connections_per_port)
+def warm_up(args, report: Report, gateways, keys_file: Path, *, connections: int) -> None:
+    """wrk through the load keys for --warmup-s, then on in 10 s rounds until a round is all 2xx and, where the
+    gateway reports tollway_key_cache_size, its workers hold (nearly) every key each: a gateway that learns keys on
+    demand at a capped rate answers 429 until then, and which worker meets a key is the kernel's choice."""
+    names = "+".join(g.name for g in gateways)
+    log(f"warm-up {names}: at least {args.warmup_s:g} s, c={connections}, {args.load_keys} keys in turn")
+    started, duration_s = time.monotonic(), args.warmup_s
+    rounds, held = [], {}
+    while True:
+        running = [
+            start_wrk(g.url, keys_file=keys_file, connections=connections, duration_s=duration_s) for g in gateways
+        ]
+        results = [finish_wrk(process, timeout_s=duration_s + 60) for process in running]
+        rounds.append(sum(r.errors + r.non2xx for r in results))
+        held = {g.name: metric_total(g.url, "tollway_key_cache_size") for g in gateways}
+        is_warm = all(
+            count is None or count >= WARM_SHARE.get(g.workers, 0.99) * g.workers * args.load_keys
+            for g, count in zip(gateways, held.values(), strict=True)
+        )
+        if (rounds[-1] == 0 and is_warm) or time.monotonic() - started > args.warmup_max_s:
+            break
+        duration_s = 10
+    report.note(
+        f"warm-up {names}: {time.monotonic() - started:.0f} s over {args.load_keys} distinct keys; errors + non-2xx "
+        f"per round: {rounds}; keys held (tollway_key_cache_size, all workers): {held}"
+        + ("" if rounds[-1] == 0 and is_warm else " (**not warm at --warmup-max-s**)")
     )

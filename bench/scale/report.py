@@ -1,6 +1,8 @@
 """The scale bench's Markdown report: one row per target (bound, measured, pass/fail), then the details."""
 
+import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 
 @dataclass(frozen=True)
@@ -30,3 +32,7 @@ class Report:
         lines += ["", "## Details", ""]
         lines += [f"- {line}" for line in self.details]
         return "\n".join(lines) + "\n"
+
+
+def log(message: str) -> None:
+    print(f"[scale {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
