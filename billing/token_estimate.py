@@ -1,5 +1,6 @@
 """Token counts for upstreams that report none, and for admission's worst case, with OpenAI's o200k_base
-encoding (shipped with bpe-openai, so it works offline). Records counted this way are marked `estimated`.
+encoding (its table shipped with bpe-openai, so it works offline; counted here, see O200kCounter). Records
+counted this way are marked `estimated`.
 
 Counting is total over anything the body limit admits, and cheap enough for the event loop: the first
 EXACT_CHARS characters of a body are tokenized exactly (at most a few ms); any longer text is bounded by its length,
@@ -13,8 +14,15 @@ holds the GIL, so a thread would not free the loop).
 """
 
 import asyncio
+import base64
+import gzip
+import heapq
+import importlib.util
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
+
+import regex
 
 # Exact tokenizing costs ~0.02 ms per 1,000 characters of prose but up to ~0.9 ms for pathological text
 # (32,000 emoji: 28 ms; "a" * 32,000: 12 ms): these keep the worst case per body, or per slice, a few ms.
@@ -23,10 +31,153 @@ SLICE_CHARS = 4_000
 
 
 @lru_cache(maxsize=1)
-def _encoding():
-    import bpe_openai
+def _counter() -> "O200kCounter":
+    return O200kCounter(_o200k_ranks())
 
-    return bpe_openai.get_encoding("o200k_base")
+
+def load() -> None:
+    _counter()
+
+
+_loading: asyncio.Future | None = None
+
+
+async def ready() -> None:
+    """Have the encoding read (about 1 s and 25 MB, once per process) on a thread, not on the event loop. Every
+    async path that counts awaits this first; a process that never counts never pays for it."""
+    global _loading
+    if _counter.cache_info().currsize:
+        return
+    if _loading is None:
+        _loading = asyncio.ensure_future(asyncio.to_thread(load))
+    try:
+        await asyncio.shield(_loading)
+    except Exception:
+        _loading = None  # a failed read is tried again by the next caller
+        raise
+
+
+def rough_prompt(body: dict[str, Any]) -> int:
+    """A quick guess at count_prompt (about four characters a token), never zero: for a stream's provisional
+    record, which is kept only if the process dies mid-stream and is marked estimated."""
+    messages = body.get("messages")
+    texts = (
+        [t for m in messages if isinstance(m, dict) for t in _content_texts(m.get("content"))]
+        if isinstance(messages, list)
+        else []
+    )
+    return 3 + 3 * len(texts) + sum(len(t) // 4 + 1 for t in texts if isinstance(t, str))
+
+
+def _o200k_ranks() -> dict[bytes, int]:
+    # bpe-openai ships OpenAI's o200k_base table (MIT); its data is read as a file, without loading its native
+    # tokenizer, which costs about 140 MB of memory per process where this table costs about 20.
+    package = importlib.util.find_spec("bpe_openai")
+    path = Path(package.submodule_search_locations[0]) / "data" / "o200k_base.tiktoken.gz"
+    ranks: dict[bytes, int] = {}
+    with gzip.open(path, "rb") as lines:
+        for line in lines:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+# o200k_base's pre-tokenizer (OpenAI's, as tiktoken and bpe-openai have it): text splits into these pieces, and
+# each piece into tokens by byte-pair merges.
+_O200K_PIECES = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+_SHORT_PIECE = 64  # bytes: merged by rescanning; longer pieces through a heap (linear-log, for "a" * 8000)
+
+
+class O200kCounter:
+    """How many o200k_base tokens a text is, without the token ids: what estimates and limits need. The same
+    merges as tiktoken (lowest rank first, leftmost among equals), so the same counts (tested against
+    bpe-openai)."""
+
+    def __init__(self, ranks: dict[bytes, int]) -> None:
+        self._ranks = ranks
+        self._pieces = regex.compile(_O200K_PIECES).findall
+        self._known: dict[bytes, int] = {}  # pieces counted before (prose repeats its words)
+
+    def count(self, text: str) -> int:
+        ranks, known = self._ranks, self._known
+        total = 0
+        for piece in self._pieces(text):
+            data = piece.encode()
+            if data in ranks:
+                total += 1
+                continue
+            count = known.get(data)
+            if count is None:
+                count = _merge_count(data, ranks) if len(data) <= _SHORT_PIECE else _heap_merge_count(data, ranks)
+                if len(known) < 100_000 and len(data) <= 1024:
+                    known[data] = count
+            total += count
+        return total
+
+
+def _merge_count(data: bytes, ranks: dict[bytes, int]) -> int:
+    parts = [data[i : i + 1] for i in range(len(data))]
+    while len(parts) > 1:
+        best_rank, best = None, -1
+        for i in range(len(parts) - 1):
+            rank = ranks.get(parts[i] + parts[i + 1])
+            if rank is not None and (best_rank is None or rank < best_rank):
+                best_rank, best = rank, i
+        if best < 0:
+            break
+        parts[best : best + 2] = [parts[best] + parts[best + 1]]
+    return len(parts)
+
+
+def _heap_merge_count(data: bytes, ranks: dict[bytes, int]) -> int:
+    """The same merges as _merge_count, in O(n log n): parts are a linked list of byte ranges, candidate pairs a
+    heap of (rank, start); a popped pair still standing is merged and its neighbours' pairs pushed."""
+    n = len(data)
+    end = list(range(1, n + 1))  # part starting at i ends at end[i]
+    prev = list(range(-1, n - 1))
+    nxt = list(range(1, n + 1))  # n: none
+    alive = [True] * n
+    heap = []
+
+    def push(i: int) -> None:
+        j = nxt[i]
+        if j < n:
+            rank = ranks.get(data[i : end[j]])
+            if rank is not None:
+                heap.append((rank, i, end[j]))
+
+    for i in range(n - 1):
+        push(i)
+    heapq.heapify(heap)
+    parts = n
+    while heap:
+        rank, i, stop = heapq.heappop(heap)
+        j = nxt[i] if alive[i] else n
+        if j >= n or end[j] != stop:
+            continue  # this pair no longer stands: one side was merged since it was pushed
+        end[i], alive[j] = stop, False
+        nxt[i] = nxt[j]
+        if nxt[i] < n:
+            prev[nxt[i]] = i
+        parts -= 1
+        for k in (prev[i], i):
+            if k >= 0:
+                m = nxt[k]
+                if m < n:
+                    candidate = ranks.get(data[k : end[m]])
+                    if candidate is not None:
+                        heapq.heappush(heap, (candidate, k, end[m]))
+    return parts
 
 
 def upper_bound(text: str) -> int:
@@ -49,8 +200,8 @@ class _Budget:
         if len(text) > self.chars:
             return upper_bound(text)
         self.chars -= len(text)
-        # encode_ordinary: a prompt quoting "<|endoftext|>" is text, not a special token (encode() raises).
-        return len(_encoding().encode_ordinary(text))
+        # A prompt quoting "<|endoftext|>" is text, not a special token.
+        return _counter().count(text)
 
 
 def count_text(text: str) -> int:
@@ -94,9 +245,10 @@ def _slices(text: str):
 
 async def count_text_in_slices(text: str) -> int:
     """The text's count however long: its slices add up to it, give or take a token a cut."""
+    await ready()
     total = 0
     for piece in _slices(text):
-        total += len(_encoding().encode_ordinary(piece))
+        total += _counter().count(piece)
         await asyncio.sleep(0)  # other requests run between slices
     return total
 

@@ -254,11 +254,15 @@ TOLLWAY_CHANGES_MAX_BATCH = env_int("TOLLWAY_CHANGES_MAX_BATCH", 10000)
 # How long applied changes stay in the feed (a process stopped longer than this rebuilds on return anyway).
 TOLLWAY_CHANGES_RETENTION_H = env_float("TOLLWAY_CHANGES_RETENTION_H", 24.0)
 # Keys each process keeps in memory (least recently used out), how long a key that does not exist is remembered,
-# and how many keys not in memory each process may look up in the database per second (a flood of made-up
-# keys costs the database at most this; past it they get 429 key_lookups_throttled).
+# and how many keys not in memory each process may look up in the database per second, in batched queries (at
+# most one per 10 ms): past it they get 429 key_lookups_throttled, so a flood of made-up keys costs the database
+# at most this many keys and 100 indexed queries a second per process.
 TOLLWAY_KEY_CACHE_SIZE = env_int("TOLLWAY_KEY_CACHE_SIZE", 50000)
 TOLLWAY_KEY_NEGATIVE_TTL_S = env_float("TOLLWAY_KEY_NEGATIVE_TTL_S", 30.0)
-TOLLWAY_KEY_LOOKUPS_PER_S = env_float("TOLLWAY_KEY_LOOKUPS_PER_S", 50.0)
+TOLLWAY_KEY_LOOKUPS_PER_S = env_float("TOLLWAY_KEY_LOOKUPS_PER_S", 500.0)
+# After start-up, each process reads ahead the keys used in the last this many hours (up to the cache size), in
+# the background: a restart does not make a large tenant's busy keys queue at the lookup cap. 0 turns it off.
+TOLLWAY_KEY_WARM_START_H = env_float("TOLLWAY_KEY_WARM_START_H", 24.0)
 for _name, _value, _low in (
     ("TOLLWAY_SNAPSHOT_REFRESH_S", TOLLWAY_SNAPSHOT_REFRESH_S, 0.01),
     ("TOLLWAY_CHANGES_MAX_BATCH", TOLLWAY_CHANGES_MAX_BATCH, 1),

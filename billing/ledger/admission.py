@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection
 
+from billing import token_estimate
 from billing.ledger import alerts
 from billing.ledger.counters import Counter, Refusal, usd_to_ticks
 from billing.ledger.plan import (
@@ -377,6 +378,8 @@ async def admit(
         return alias, targets
     unenforced: frozenset[int] = frozenset()
     counts_need = needs_worst_case(current_snapshot, principal, subscription_id)
+    if counts_need:
+        await token_estimate.ready()
     while True:
         need = worst_case(body, targets, endpoint=usage.endpoint) if counts_need else NOTHING_NEEDED
         counters = counters_for(

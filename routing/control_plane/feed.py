@@ -5,10 +5,15 @@ Recording lives in the models' save/delete, querysets and m2m signals (DataPlane
 service: a writer cannot forget it, whether it is a service, the Django admin, a management command or a
 factory. Fields the data plane never reads (a key's last_used_at) are written without a change.
 
+Versions come from one counter row, held from a transaction's first watched write to its commit: versions
+become visible in order, with no gaps, and every writer takes the counter before its rows, so writers of
+watched rows cannot deadlock on it.
+
 After commit, the new version is published on Redis (channel tollway:changes) so every process reads at once;
 the periodic read in each process is the safety net when a publish is lost.
 """
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -16,11 +21,19 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.db import connections, models, router, transaction
-from django.db.models.signals import m2m_changed, post_delete
+from django.db.models.signals import m2m_changed, post_delete, pre_delete
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "tollway:changes"
+
+def channel() -> str:
+    """The Redis channel of this deployment's feed: one per database, so deployments (or test runs) that share a
+    Redis server do not wake each other."""
+    database = settings.DATABASES["default"]
+    identity = f"{database.get('HOST', '')}:{database.get('PORT', '')}/{database['NAME']}"
+    return f"tollway:changes:{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+
+
 TENANT, TEAM, KEY, SUBSCRIPTION, PRODUCT, BUDGET, CATALOGUE = (
     "tenant",
     "team",
@@ -41,6 +54,13 @@ _TAKE_VERSIONS_SQL = (
     "VALUES (1, (SELECT COALESCE(MAX(version), 0) + %s FROM routing_changeevent)) "
     "ON CONFLICT (id) DO UPDATE SET version = routing_changecounter.version + %s RETURNING version"
 )
+
+
+def hold_feed(using: str = "default") -> None:
+    """Take the feed's counter row before writing a watched row, inside the writer's transaction. Every writer
+    takes it first, then its rows, so two writers never wait on each other in opposite orders (a deadlock)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(_TAKE_VERSIONS_SQL, [0, 0])
 
 
 def record_changes(kind: str, object_ids: Iterable[int | None], *, using: str = "default") -> None:
@@ -72,23 +92,30 @@ def _publish_after_commit(using: str) -> None:
     # Once per transaction, however many changes it records.
     connection = connections[using]
     if not any(callback is _publish for _, callback, _ in connection.run_on_commit):
+        _redis()  # made now, so the publish right after commit does not wait for an import and a connection
         transaction.on_commit(_publish, using=using)
 
 
-_redis_client = None
+_redis_clients: dict = {}  # REDIS_URL -> client (one per process, per URL the settings have named)
 _publish_paused_until = 0.0  # after a failed publish, writers don't wait on an absent Redis for a while
 
 
+def _redis():
+    client = _redis_clients.get(settings.REDIS_URL)
+    if client is None and settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+        _redis_clients[settings.REDIS_URL] = client
+    return client
+
+
 def _publish() -> None:
-    global _redis_client, _publish_paused_until
+    global _publish_paused_until
     if not settings.REDIS_URL or time.monotonic() < _publish_paused_until:
         return
     try:
-        if _redis_client is None:
-            import redis
-
-            _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
-        _redis_client.publish(CHANNEL, b"1")
+        _redis().publish(channel(), b"1")
     except Exception as exc:
         # The change is committed; processes still read it within TOLLWAY_SNAPSHOT_REFRESH_S.
         _publish_paused_until = time.monotonic() + 5.0
@@ -105,12 +132,14 @@ class ChangeRecordingQuerySet(models.QuerySet):
             return super().update(**fields)
         with transaction.atomic(using=self.db, savepoint=False):
             ids = list(self.values_list("pk", flat=True)[: _MAX_IDS_PER_WRITE + 1])
+            hold_feed(self.db)
             updated = super().update(**fields)
             self.model.record_changes_of(ids, using=self.db)
         return updated
 
     def bulk_create(self, objs, *args, **kwargs):
         with transaction.atomic(using=self.db, savepoint=False):
+            hold_feed(self.db)
             created = super().bulk_create(objs, *args, **kwargs)
             self.model.record_changes_of([obj.pk for obj in created], using=self.db)
         return created
@@ -138,6 +167,7 @@ class DataPlaneModel(models.Model):
             return super().save(*args, **kwargs)
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
         with transaction.atomic(using=using, savepoint=False):
+            hold_feed(using)
             super().save(*args, **kwargs)
             self.record_changes_of([self.pk], using=using)
 
@@ -150,14 +180,21 @@ class DataPlaneModel(models.Model):
         record_changes(cls.change_kind, list(pks) if cls.change_per_object else [None], using=using)
 
 
+def _before_delete(sender, instance, using, **kwargs):
+    hold_feed(using)
+
+
 def _on_delete(sender, instance, using, **kwargs):
     # Sent inside the deleting transaction, for cascaded rows too (a team's keys).
     sender.record_changes_of([instance.pk], using=using)
 
 
 def _on_m2m_changed(sender, instance, action, reverse, model, pk_set, using, **kwargs):
-    if not action.startswith("post_") and action != "pre_clear":
+    if action in ("pre_add", "pre_remove"):
+        hold_feed(using)
         return
+    if action == "pre_clear":
+        hold_feed(using)
     if action == "post_clear":
         return  # recorded at pre_clear, while the rows to clear were still known
     owner = model if reverse else type(instance)
@@ -186,6 +223,7 @@ def data_plane_models() -> list[type[DataPlaneModel]]:
 def connect_signals() -> None:
     """Called once from routing's AppConfig.ready()."""
     for model in data_plane_models():
+        pre_delete.connect(_before_delete, sender=model, dispatch_uid=f"change-feed-hold-{model._meta.label}")
         post_delete.connect(_on_delete, sender=model, dispatch_uid=f"change-feed-delete-{model._meta.label}")
         for field in model._meta.many_to_many:
             through = field.remote_field.through

@@ -2,6 +2,11 @@
 (off the event loop) and kept, least recently used first out. Unknown hashes are remembered for a while, and
 lookups of keys not in memory are capped per second, so a flood of made-up keys costs the database at most the
 cap. Imports no Django: the lookup is given to it.
+
+Keys missed at about the same time are looked up together, in one query: the first miss after a quiet spell
+goes at once (a new key's first call waits for one indexed read), and while a lookup runs the next misses
+gather for the one after, at most one every BATCH_WINDOW_S. So a flood costs the database a bounded number of
+queries, not one per made-up key.
 """
 
 import asyncio
@@ -11,7 +16,11 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from routing.engine.snapshot import Principal
 
-Lookup = Callable[[str], Awaitable[Principal | None]]
+# Looks up many hashes at once: those found, by hash.
+Lookup = Callable[[list[str]], Awaitable[dict[str, Principal]]]
+
+BATCH_WINDOW_S = 0.01
+MAX_BATCH = 500
 
 
 class LookupsThrottled(Exception):
@@ -38,6 +47,8 @@ class KeyCache:
         self._ids_by_team: dict[int, set[int]] = {}
         self._unknown: OrderedDict[str, float] = OrderedDict()  # secret hash -> when to forget it
         self._in_flight: dict[str, asyncio.Future] = {}
+        self._pending: list[str] = []  # hashes waiting for the next lookup
+        self._batcher: asyncio.Task | None = None
         self._tokens = float(lookups_per_s)
         self._tokens_at = clock()
         # A lookup that overlapped the applying of a change is used but not kept: it may have read the row
@@ -69,32 +80,51 @@ class KeyCache:
                 return None
             del self._unknown[secret_hash]
         in_flight = self._in_flight.get(secret_hash)
-        if in_flight is not None:
-            return await asyncio.shield(in_flight)  # the same key presented twice at once is looked up once
-        if not self._take_token():
-            self.counts["throttled"] += 1
-            raise LookupsThrottled
-        future = asyncio.get_running_loop().create_future()
-        self._in_flight[secret_hash] = future
-        generation = self._generation
-        try:
-            found = await self._lookup(secret_hash)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
-            raise
-        finally:
-            del self._in_flight[secret_hash]
-        if found is not None and found.key_prefix != prefix:
-            found = None  # the hash matched another key's prefix: a forged key
-        if generation == self._generation and not self._applying:
-            if found is None:
-                self._remember_unknown(secret_hash)
-            else:
-                self._keep(found)
-        self.counts["found" if found is not None else "unknown"] += 1
-        future.set_result(found)
-        return found
+        if in_flight is None:
+            if not self._take_token():
+                self.counts["throttled"] += 1
+                raise LookupsThrottled
+            in_flight = self._in_flight[secret_hash] = asyncio.get_running_loop().create_future()
+            self._pending.append(secret_hash)
+            if self._batcher is None or self._batcher.done():
+                self._batcher = asyncio.get_running_loop().create_task(self._look_up_pending(), name="key-lookups")
+        # Shielded: a caller that goes away does not cancel the lookup others may be waiting for.
+        found = await asyncio.shield(in_flight)
+        # The hash covers the whole key, prefix included; a match under another prefix is not this key.
+        return found if found is not None and found.key_prefix == prefix else None
+
+    async def _look_up_pending(self) -> None:
+        await asyncio.sleep(0)  # misses of this same moment join the first lookup
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            generation = self._generation
+            try:
+                found = await self._lookup(batch)
+            except BaseException as exc:
+                for secret_hash in batch:
+                    future = self._in_flight.pop(secret_hash)
+                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("lookup cancelled"))
+                    future.exception()  # retrieved: no warning when every waiter has gone
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            keep = generation == self._generation and not self._applying
+            for secret_hash in batch:
+                principal = found.get(secret_hash)
+                if keep:
+                    if principal is None:
+                        self._remember_unknown(secret_hash)
+                    else:
+                        self._keep(principal)
+                self.counts["found" if principal is not None else "unknown"] += 1
+                self._in_flight.pop(secret_hash).set_result(principal)
+            if self._pending:
+                await asyncio.sleep(BATCH_WINDOW_S)  # under a flood: gather, at most one query per window
+
+    async def aclose(self) -> None:
+        if self._batcher is not None:
+            self._batcher.cancel()
+            await asyncio.gather(self._batcher, return_exceptions=True)
 
     def _take_token(self) -> bool:
         now = self._clock()
@@ -145,6 +175,28 @@ class KeyCache:
             found |= self._ids_by_team.get(team_id, set())
         return found
 
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def preload(self, principals: Iterable[Principal], *, generation: int) -> int | None:
+        """Keep keys read ahead of their first call (a warm start), each put first in line for eviction, behind
+        the keys in use; unless a change was applied since `generation` was read: then they may be stale, and
+        are left to be looked up."""
+        if generation != self._generation or self._applying:
+            return None  # read them again
+        kept = 0
+        for principal in principals:
+            if principal.key_prefix not in self._by_prefix and len(self._by_prefix) < self._size:
+                self._keep(principal)
+                self._by_prefix.move_to_end(principal.key_prefix, last=False)  # behind keys already in use
+                kept += 1
+        return kept
+
     def begin_change(self) -> None:
         """Changes are about to be read: lookups under way or made until finish_change() are not kept."""
         self._generation += 1
@@ -159,6 +211,9 @@ class KeyCache:
                 self._keep(principal)
         self._generation += 1
         self._applying = False
+
+    def forget_unknown(self) -> None:
+        self._unknown.clear()
 
     def clear(self) -> None:
         self._generation += 1

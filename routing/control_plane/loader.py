@@ -65,8 +65,7 @@ def _intern(value):
     """One shared object for equal names, alias sets and grants: thousands of keys of one team cost one copy."""
     if len(_interned) > 200_000:
         _interned.clear()
-    key = tuple(sorted(value.items())) if isinstance(value, dict) else value
-    return _interned.setdefault((type(value), key), value)
+    return _interned.setdefault((type(value), value), value)
 
 
 def _team_grants(team_ids: set[int]) -> tuple[dict[int, list[int]], dict[int, set[str]]]:
@@ -92,16 +91,16 @@ def _principals(keys) -> dict[int, Principal]:
         )
     )
     team_subscriptions, by_subscription = _team_grants({k.team_id for k in keys if k.source == APIKey.Source.PORTAL})
+    # One frozenset per distinct alias set, shared by every subscription (and key) that has it.
+    aliases_of = {pk: _intern(frozenset(aliases)) for pk, aliases in by_subscription.items()}
     found = {}
     for key in keys:
-        subscription_by_alias: dict[str, int] = {}
+        grants: tuple[tuple[int, frozenset[str]], ...] = ()
         if key.source == APIKey.Source.PORTAL:
             # Portal keys reach only what their team's active subscriptions grant (the oldest grant wins).
             scoped = sorted(s.pk for s in key.subscriptions.all()) or team_subscriptions.get(key.team_id, [])
-            for pk in scoped:
-                for alias in by_subscription.get(pk, ()):
-                    subscription_by_alias.setdefault(alias, pk)
-            allowed = frozenset(subscription_by_alias)
+            grants = _intern(tuple((pk, aliases_of[pk]) for pk in scoped if pk in aliases_of))
+            allowed = frozenset().union(*(aliases for _, aliases in grants))
         else:
             allowed = frozenset(key.allowed_aliases) if key.allowed_aliases else None
         found[key.pk] = Principal(
@@ -117,15 +116,15 @@ def _principals(keys) -> dict[int, Principal]:
             is_revoked=key.is_revoked,
             rpm_limit=key.rpm_limit,
             tpm_limit=key.tpm_limit,
-            subscription_by_alias=_intern(subscription_by_alias),
+            grants=grants,
         )
     return found
 
 
-def principal_by_hash(secret_hash: str) -> Principal | None:
-    """The key with this hash (revoked ones too: they answer "revoked", not "incorrect"), or None."""
-    found = _principals(APIKey.objects.filter(secret_hash=secret_hash))
-    return next(iter(found.values()), None)
+def principals_by_hash(secret_hashes: list[str]) -> dict[str, Principal]:
+    """The keys with these hashes, by hash (revoked ones too: they answer "revoked", not "incorrect")."""
+    found = _principals(APIKey.objects.filter(secret_hash__in=secret_hashes))
+    return {principal.secret_hash: principal for principal in found.values()}
 
 
 def principals_by_id(key_ids: Iterable[int]) -> dict[int, Principal | None]:
@@ -135,6 +134,12 @@ def principals_by_id(key_ids: Iterable[int]) -> dict[int, Principal | None]:
     for start in range(0, len(key_ids), 2000):
         found.update(_principals(APIKey.objects.filter(pk__in=key_ids[start : start + 2000])))
     return found
+
+
+def recently_used_key_ids(*, since, limit: int) -> list[int]:
+    """Live keys used since then, most recent first: what a starting process reads ahead."""
+    keys = APIKey.objects.filter(is_revoked=False, last_used_at__gte=since).order_by("-last_used_at")
+    return list(keys.values_list("pk", flat=True)[:limit])
 
 
 def keys_have_limits(key_ids: Iterable[int] | None = None) -> bool:

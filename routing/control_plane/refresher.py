@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
@@ -30,8 +31,8 @@ log = logging.getLogger(__name__)
 LANE = "control"  # the database thread for feed reads and key lookups, beside the usage writer's
 
 
-async def _lookup(secret_hash: str):
-    return await run_in_db(loader.principal_by_hash, secret_hash, lane=LANE)
+async def _lookup(secret_hashes: list[str]):
+    return await run_in_db(loader.principals_by_hash, secret_hashes, lane=LANE)
 
 
 def _new_key_cache() -> KeyCache:
@@ -125,21 +126,52 @@ class ControlPlane:
         self._tasks.append(loop.create_task(self._read_forever(), name="control-plane-reader"))
         if settings.REDIS_URL:
             self._tasks.append(loop.create_task(self._listen_forever(), name="control-plane-listener"))
+        if settings.TOLLWAY_KEY_WARM_START_H > 0:
+            self._tasks.append(loop.create_task(self._warm_start(), name="control-plane-warm-start"))
 
     async def stop(self) -> None:
+        await _keys.aclose()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
+    async def _warm_start(self) -> None:
+        """Read ahead the keys used lately, after start-up (it does not delay readiness): a restarted process in
+        a large tenant then serves its busy keys from memory instead of learning them at the lookup cap."""
+        since = datetime.now(UTC) - timedelta(hours=settings.TOLLWAY_KEY_WARM_START_H)
+        try:
+            ids = await run_in_db(loader.recently_used_key_ids, since=since, limit=_keys.size, lane=LANE)
+            kept = 0
+            # Most recent first; each is put at the eviction end, so the least recent end up first out.
+            for start in range(0, len(ids), 2000):
+                chunk = ids[start : start + 2000]
+                for _ in range(5):  # a change applied meanwhile makes what was read stale: read it again
+                    generation = _keys.generation
+                    found = await run_in_db(loader.principals_by_id, chunk, lane=LANE)
+                    in_chunk = [found[i] for i in chunk if found.get(i) is not None]
+                    preloaded = _keys.preload(in_chunk, generation=generation)
+                    if preloaded is not None:
+                        kept += preloaded
+                        break
+        except Exception as exc:
+            log.warning("key warm start stopped (%s); keys are looked up as they are presented", exc)
+            return
+        log.info("key warm start: %d keys used in the last %g h read ahead", kept, settings.TOLLWAY_KEY_WARM_START_H)
+
     async def rebuild(self) -> None:
+        # Keys in memory may be stale in any way: they are read again with the rest (not dropped, which would
+        # send every caller of a busy process to the lookup cap at once).
+        in_memory = _keys.key_ids(every=True)
         _keys.begin_change()
+        reloaded: dict = {}
         try:
             built, version = await run_in_db(_build, lane=LANE)
+            if in_memory:
+                reloaded = await run_in_db(loader.principals_by_id, in_memory, lane=LANE)
         finally:
-            _keys.finish_change()
-        # Keys in memory may be stale in any way: they are looked up again when next presented.
-        _keys.clear()
+            _keys.finish_change(reloaded)
+        _keys.forget_unknown()
         snapshot.install(built)
         self.version = version
         self.rebuilds += 1
@@ -210,7 +242,7 @@ class ControlPlane:
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(feed.CHANNEL)
+                await pubsub.subscribe(feed.channel())
                 if not self._listening:
                     log.info("change feed: notified through Redis")
                 self._listening = True
@@ -236,7 +268,7 @@ class ControlPlane:
                 except Exception as exc:  # a connection already gone cannot be closed politely
                     log.debug("change feed: closing the Redis subscription: %s", exc)
             await asyncio.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, 10.0)
+            backoff_s = min(backoff_s * 2, 5.0)
 
     async def readiness(self) -> CheckResult:
         notified = bool(settings.REDIS_URL) and self._listening

@@ -25,8 +25,16 @@ class Principal:
     is_revoked: bool
     rpm_limit: int | None
     tpm_limit: int | None
-    # Portal keys: which active subscription grants each alias (budgets, limits and records use it).
-    subscription_by_alias: dict[str, int] = field(default_factory=dict)
+    # Portal keys: their active subscriptions, oldest first, with the aliases each grants (budgets, limits and
+    # records use the one that grants the called alias). Shared between keys: one team's keys hold one copy.
+    grants: tuple[tuple[int, frozenset[str]], ...] = ()
+
+    def subscription_for(self, alias: str) -> int | None:
+        """The subscription that grants this alias to the key (the oldest, when several do)."""
+        for subscription_id, aliases in self.grants:
+            if alias in aliases:
+                return subscription_id
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,10 @@ Readiness means "send me traffic", so only what stops the gateway serving makes 
 that pulled every gateway while Redis or PostgreSQL is away would turn an outage the gateway survives into a
 total one. So:
 
-- required checks fail readiness (503): the snapshot of keys and catalogue is not loaded yet; limits that
+- required checks fail readiness (503): the snapshot (catalogue, limits, budgets) is not loaded yet; limits that
   keys need cannot be enforced by any store (the ledger's "limits" check).
 - the others only degrade it (200, "status": "degraded", named in "degraded"): the database (calls are served
-  from the snapshot, usage rows wait in the outbox), Redis (the ledger enforces limits through the database),
+  from memory, usage rows wait in the outbox), Redis (the ledger enforces limits through the database),
   the Celery broker (no call needs it).
 
 Checks are registered by name, so other parts add their own at import or startup:
@@ -109,7 +109,7 @@ async def check_database() -> CheckResult:
     try:
         await asyncio.wait_for(run_in_db(_select_one), timeout=settings.TOLLWAY_READY_TIMEOUT_S * 0.9)
     except Exception as exc:
-        # What serving without it means: keys and catalogue from the snapshot, usage rows waiting in the outbox.
+        # What serving without it means: keys in use and the snapshot from memory, usage rows in the outbox.
         error = "no answer in time" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"[:200]
         return CheckResult(
             False,

@@ -90,7 +90,7 @@ async def _route(principal: Principal, usage: UsageEvent, body: dict[str, Any], 
     """Resolve the alias, pass admission control (limits, budgets), and walk its deployments; the usage event
     learns which one answered, and when."""
     targets = resolve(principal, usage.alias)
-    usage.subscription_id = principal.subscription_by_alias.get(usage.alias)
+    usage.subscription_id = principal.subscription_for(usage.alias)
     usage.alias, targets = await admission.admit(principal, usage.alias, targets, body, usage)
     attempts = Attempts()
     started = time.perf_counter()
@@ -114,6 +114,7 @@ async def complete_chat(principal: Principal, body: dict[str, Any], usage: Usage
     # The response names the upstream model that answered, on every endpoint.
     result.body["model"] = target.model
     if result.usage.is_estimated:
+        await token_estimate.ready()
         result.usage.prompt_tokens = token_estimate.count_prompt(body)
         result.usage.completion_tokens = token_estimate.count_completion(result.body)
     _account(usage, result.usage, target)
@@ -125,6 +126,7 @@ async def complete_embeddings(principal: Principal, body: dict[str, Any], usage:
     result, target = await _route(principal, usage, body, lambda c, t, a: router.embeddings(c, t, body, a))
     result.body["model"] = target.model
     if result.usage.is_estimated:
+        await token_estimate.ready()
         result.usage.prompt_tokens = token_estimate.count_prompt(body)
     _account(usage, result.usage, target)
     usage.ttfb_ms = usage.elapsed_ms()
@@ -160,8 +162,9 @@ class StreamRelay:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         outcome: tuple[int, str] = (499, "client_disconnected")
-        prompt_tokens = token_estimate.count_prompt(self.request_body)
-        usage_writer.begin_stream(self.usage, target=self.target, prompt_tokens=prompt_tokens)  # if we die mid-way
+        # If we die mid-way: a rough count is enough for a record marked estimated, and costs no tokenizer.
+        prompt_tokens = token_estimate.rough_prompt(self.request_body)
+        usage_writer.begin_stream(self.usage, target=self.target, prompt_tokens=prompt_tokens)
         try:
             async for chunk in self.stream:
                 if self.usage.ttfb_ms is None:
@@ -170,6 +173,8 @@ class StreamRelay:
                 chunk["model"] = self.target.model
                 for piece in self.encode_chunk(chunk):
                     yield piece
+            if self.stream.usage is None:
+                await token_estimate.ready()  # counted at close: read the encoding off the loop, here, not there
             for piece in self.encode_end(self.stream.usage):
                 yield piece
             outcome = (200, "")

@@ -289,7 +289,7 @@ class CountTokensView(MessagesView):
             except anthropic_messages.InvalidMessagesRequest as exc:
                 raise InvalidRequest(exc.message, param=exc.param) from None
             pipeline.resolve(request.auth, usage.alias)  # the key's alias scope: 403/404 as for a message
-            usage.subscription_id = request.auth.subscription_by_alias.get(usage.alias)
+            usage.subscription_id = request.auth.subscription_for(usage.alias)
             input_tokens = await anthropic_messages.count_input_tokens(chat_body)
             content = orjson.dumps({"input_tokens": input_tokens})
         except BaseException as exc:

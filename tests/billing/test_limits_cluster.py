@@ -107,6 +107,7 @@ def test_requests_per_minute_hold_within_two_percent_across_two_processes_and_64
 def test_with_neither_redis_nor_the_database_answering_limited_calls_fail_closed(tmp_path, catalogue, team):
     limited = services.issue_api_key(team=team, name="limited", rpm_limit=1000).secret
     unlimited = services.issue_api_key(team=team, name="free").secret
+    never_used = services.issue_api_key(team=team, name="first used during the outage").secret
     database = urlsplit(database_url())
     redis_address = urlsplit(settings.REDIS_URL)
     pg_proxy = CuttableProxy(database.hostname, database.port or 5432).start()
@@ -124,10 +125,12 @@ def test_with_neither_redis_nor_the_database_answering_limited_calls_fail_closed
                 return httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers, timeout=30)
 
             assert call(limited).status_code == 200
+            assert call(unlimited).status_code == 200  # both keys are in the process's memory now
             pg_proxy.cut()
             redis_proxy.cut()
             refused = call(limited)
             free = call(unlimited)
+            unverifiable = call(never_used)
             ready = httpx.get(f"{gateway.url}/readyz", timeout=10)
     finally:
         pg_proxy.stop()
@@ -136,7 +139,10 @@ def test_with_neither_redis_nor_the_database_answering_limited_calls_fail_closed
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "limits_unavailable"
     assert "try again shortly" in refused.json()["error"]["message"]
-    assert free.status_code == 200  # no limit to check: the gateway still serves from its snapshot
+    assert free.status_code == 200, free.text  # no limit to check: the gateway still serves from memory
+    # A key never seen before cannot be checked without the database: a retryable 503, not a wrong 401.
+    assert unverifiable.status_code == 503 and unverifiable.json()["error"]["code"] == "keys_unavailable"
+    assert unverifiable.headers["retry-after"] == "1"
     assert ready.status_code == 503
     checks = ready.json()["checks"]
     assert checks["database"]["ok"] is False and checks["redis"]["ok"] is False

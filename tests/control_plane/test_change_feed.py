@@ -154,7 +154,7 @@ def test_the_loader_reads_only_models_whose_writes_are_recorded(world):
     changes = loader.read_changes(0, limit=10_000).changes
     read = (
         tables_read(refresher._build)
-        | tables_read(loader.principal_by_hash, "a" * 64)
+        | tables_read(loader.principals_by_hash, ["a" * 64])
         | tables_read(loader.principals_by_id, [world["key"].pk])
         | tables_read(loader.resolve, changes)
     )

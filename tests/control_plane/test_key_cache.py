@@ -23,14 +23,16 @@ class Database:
 
     def __init__(self, *principals) -> None:
         self.by_hash = {p.secret_hash: p for p in principals}
-        self.lookups: list[str] = []
+        self.lookups: list[str] = []  # every hash asked about
+        self.queries: list[list[str]] = []  # what each query asked
         self.gate: asyncio.Event | None = None
 
-    async def lookup(self, secret_hash: str):
-        self.lookups.append(secret_hash)
+    async def lookup(self, secret_hashes: list[str]):
+        self.lookups.extend(secret_hashes)
+        self.queries.append(list(secret_hashes))
         if self.gate is not None:
             await self.gate.wait()
-        return self.by_hash.get(secret_hash)
+        return {h: self.by_hash[h] for h in secret_hashes if h in self.by_hash}
 
 
 def key(n: int, **fields):
@@ -90,6 +92,47 @@ async def test_the_same_unknown_key_presented_at_once_is_looked_up_once():
     assert database.lookups == ["hash-1"]
 
 
+async def test_keys_missed_at_the_same_moment_are_looked_up_in_one_query():
+    database, clock = Database(key(1), key(2)), Clock()
+    cache = cache_over(database, clock)
+    found = await asyncio.gather(
+        cache.principal("sk-tw-00000001", "hash-1"),
+        cache.principal("sk-tw-00000002", "hash-2"),
+        *(cache.principal(f"sk-tw-junk{n:04d}", f"junk-{n}") for n in range(48)),
+    )
+    assert found[:2] == [key(1), key(2)] and found[2:] == [None] * 48
+    assert len(database.queries) == 1 and len(database.queries[0]) == 50
+
+
+async def test_misses_arriving_during_a_lookup_wait_for_the_next_one_together():
+    database, clock = Database(), Clock()
+    database.gate = asyncio.Event()
+    cache = cache_over(database, clock)
+    first = asyncio.create_task(cache.principal("sk-tw-junk0000", "junk-0"))
+    await asyncio.sleep(0.001)
+    later = [asyncio.create_task(cache.principal(f"sk-tw-junk{n:04d}", f"junk-{n}")) for n in range(1, 30)]
+    await asyncio.sleep(0.001)
+    database.gate.set()
+    await asyncio.gather(first, *later)
+    assert [len(q) for q in database.queries] == [1, 29]
+
+
+async def test_a_failed_lookup_fails_its_callers_and_the_next_one_tries_again():
+    database, clock = Database(key(1)), Clock()
+    cache = cache_over(database, clock)
+    real = database.lookup
+
+    async def broken(hashes):
+        raise ConnectionError("database away")
+
+    database.lookup = broken
+    cache._lookup = broken
+    with pytest.raises(ConnectionError):
+        await cache.principal("sk-tw-00000001", "hash-1")
+    cache._lookup = real
+    assert await cache.principal("sk-tw-00000001", "hash-1") == key(1)
+
+
 async def test_memory_holds_at_most_size_keys_least_recently_used_out():
     database, clock = Database(key(1), key(2), key(3)), Clock()
     cache = cache_over(database, clock, size=2)
@@ -104,7 +147,8 @@ async def test_a_hash_found_under_another_keys_prefix_is_not_that_key():
     database, clock = Database(key(1)), Clock()
     cache = cache_over(database, clock)
     assert await cache.principal("sk-tw-99999999", "hash-1") is None
-    assert len(cache) == 0
+    # What was found is kept as what it is: key 1, under its own prefix only.
+    assert cache.cached("sk-tw-99999999") is None and cache.cached("sk-tw-00000001") == key(1)
 
 
 async def test_a_lookup_that_overlapped_a_change_is_used_but_not_kept():
@@ -132,3 +176,19 @@ async def test_changes_replace_keys_in_memory_and_drop_deleted_ones():
     cache.finish_change({1: key(1, team_id=7, rpm_limit=5), 2: None, 99: key(99)})
     assert cache.cached("sk-tw-00000001").rpm_limit == 5
     assert cache.cached("sk-tw-00000002") is None and cache.cached("sk-tw-00000099") is None
+
+
+async def test_keys_read_ahead_are_kept_behind_keys_in_use_and_only_if_nothing_changed_meanwhile():
+    database, clock = Database(key(1)), Clock()
+    cache = cache_over(database, clock, size=3)
+    await cache.principal("sk-tw-00000001", "hash-1")
+    generation = cache.generation
+    cache.begin_change()
+    cache.finish_change()
+    assert cache.preload([key(2)], generation=generation) is None  # read before a change: may be stale
+
+    assert cache.preload([key(2), key(3), key(4)], generation=cache.generation) == 2  # room for two
+    database.by_hash["hash-5"] = key(5)
+    await cache.principal("sk-tw-00000005", "hash-5")
+    # The least recent read-ahead key (3, put last at the front) goes first; the key in use stays.
+    assert cache.key_ids(every=True) == {1, 2, 5}
