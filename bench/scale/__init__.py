@@ -1,0 +1,1 @@
+"""The parts of bench/scale.py: the database builder, the gateway processes, the load and the checks."""
