@@ -144,8 +144,8 @@ class ControlPlane:
             ids = await run_in_db(loader.recently_used_key_ids, since=since, limit=_keys.size, lane=LANE)
             kept = 0
             # Most recent first; each is put at the eviction end, so the least recent end up first out.
-            for start in range(0, len(ids), 2000):
-                chunk = ids[start : start + 2000]
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
                 for _ in range(5):  # a change applied meanwhile makes what was read stale: read it again
                     generation = _keys.generation
                     found = await run_in_db(loader.principals_by_id, chunk, lane=LANE)
