@@ -133,7 +133,10 @@ class ControlPlane:
         await _keys.aclose()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Bounded: a Redis connection that no longer answers must not hold up the process's exit.
+        done, pending = await asyncio.wait(self._tasks, timeout=3)
+        if pending:
+            log.warning("control plane: %d task(s) did not stop within 3 s; exiting without them", len(pending))
         self._tasks.clear()
 
     async def _warm_start(self) -> None:
@@ -261,8 +264,8 @@ class ControlPlane:
                 self._listening = False
             finally:
                 try:
-                    await pubsub.aclose()
-                    await client.aclose()
+                    await asyncio.wait_for(pubsub.aclose(), timeout=1)
+                    await asyncio.wait_for(client.aclose(), timeout=1)
                 except Exception as exc:  # a connection already gone cannot be closed politely
                     log.debug("change feed: closing the Redis subscription: %s", exc)
             await asyncio.sleep(backoff_s)
