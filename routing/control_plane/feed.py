@@ -84,10 +84,6 @@ def record_changes(kind: str, object_ids: Iterable[int | None], *, using: str = 
         _publish_after_commit(using)
 
 
-def record_change(kind: str, object_id: int | None = None, *, using: str = "default") -> None:
-    record_changes(kind, [object_id], using=using)
-
-
 def _publish_after_commit(using: str) -> None:
     # Once per transaction, however many changes it records.
     connection = connections[using]

@@ -214,10 +214,3 @@ class KeyCache:
 
     def forget_unknown(self) -> None:
         self._unknown.clear()
-
-    def clear(self) -> None:
-        self._generation += 1
-        self._by_prefix.clear()
-        self._prefix_by_id.clear()
-        self._ids_by_team.clear()
-        self._unknown.clear()

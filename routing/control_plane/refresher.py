@@ -284,8 +284,3 @@ class ControlPlane:
         if self._failing_since is not None:
             detail["failing_for_s"] = round(time.monotonic() - self._failing_since, 1)
         return CheckResult(self._failing_since is None and (notified or not settings.REDIS_URL), detail)
-
-
-async def refresh_once() -> None:
-    """For tests and tools: build this process's view afresh, now."""
-    await ControlPlane().rebuild()
