@@ -2,7 +2,7 @@
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from routing.engine.types import ModelPrice, TokenUsage
+from core.values import ModelPrice, TokenUsage
 
 _MILLION = Decimal(1_000_000)
 _PLACES = Decimal("1e-10")

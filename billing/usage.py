@@ -7,9 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from billing.pricing import cost_of
-from routing.engine.snapshot import Principal
-from routing.engine.types import ModelPrice, Target, TokenUsage
-from routing.proxy.bounds import bounded_row
+from core.bounds import bounded_row
+from core.values import ModelPrice, Principal, Target, TokenUsage
 
 
 def new_request_id() -> str:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from billing.outbox import Outbox, Segment, read_batch
 from billing.pricing import cost_of
 from billing.usage import UsageEvent
-from routing.engine.types import Target, TokenUsage
+from core.values import Target, TokenUsage
 
 log = logging.getLogger(__name__)
 

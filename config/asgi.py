@@ -22,13 +22,13 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.core.handlers.asgi import ASGIRequest  # noqa: E402
 
 from billing.usage import new_request_id  # noqa: E402
+from core.bounds import clip  # noqa: E402
+from core.errors import BodyTooLarge, GatewayError, NotFound  # noqa: E402
 from routing import demo_upstream  # noqa: E402
 from routing.observability import endpoints as operations  # noqa: E402
 from routing.observability import lifespan as observability  # noqa: E402
 from routing.proxy import views  # noqa: E402
-from routing.proxy.bounds import clip  # noqa: E402
 from routing.proxy.content_encoding import decoded_body  # noqa: E402
-from routing.proxy.errors import BodyTooLarge, GatewayError, NotFound  # noqa: E402
 from routing.proxy.lifespan import Gateway  # noqa: E402
 
 # The console's static files (admin CSS/JS) are served by Django itself: a few small files, no extra server.

@@ -2,9 +2,9 @@ from decimal import Decimal
 
 import factory
 
+from core.values import Principal
 from portal.models import Team, Tenant
 from routing.credentials import encrypt_secret
-from routing.engine.snapshot import Principal
 from routing.models import AliasDeployment, Deployment, ModelAlias, Provider
 
 

@@ -13,7 +13,7 @@ from billing.dashboards import latency
 from billing.dashboards.finance import aggregate_rows
 from billing.dashboards.scope import Filters
 
-ERROR_KIND = "error_type"  # the gateway's own error type (routing/proxy/errors.py), e.g. rate_limit_exceeded
+ERROR_KIND = "error_type"  # the gateway's own error type (core/errors.py), e.g. rate_limit_exceeded
 
 # Annotations that read the "requests" column come before the one named "requests", which shadows it.
 TRAFFIC = {

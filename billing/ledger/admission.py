@@ -36,10 +36,9 @@ from billing.ledger.stores import DatabaseStore, MemoryStore, NewEpoch, RedisSto
 from billing.ledger.tally import WindowTally
 from billing.usage import UsageEvent
 from config.db_thread import run_in_db
-from routing.engine import snapshot
-from routing.engine.snapshot import Principal
-from routing.engine.types import Target
-from routing.proxy.errors import BudgetExceeded, LimitsUnavailable, RateLimited
+from core.errors import BudgetExceeded, LimitsUnavailable, RateLimited
+from core.values import Principal, Target
+from routing.control_plane import snapshot
 
 log = logging.getLogger(__name__)
 REDIS_RETRY_AFTER_S = 5.0  # after a Redis failure, the database serves this long before Redis is tried again

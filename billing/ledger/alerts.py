@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from billing.ledger.counters import Counter, usd_to_ticks
 from config.db_thread import run_in_db
-from routing.engine import snapshot
+from routing.control_plane import snapshot
 
 log = logging.getLogger(__name__)
 _seen: set[tuple[int, float, int]] = set()  # (budget, period start, threshold) this process already recorded

@@ -7,8 +7,7 @@ from typing import Any
 from billing import token_estimate
 from billing.ledger.counters import Counter, budget_counter_key, budget_period, minute_window, usd_to_ticks
 from billing.pricing import cost_of
-from routing.engine.snapshot import BudgetRule, Principal, RateRule, Snapshot
-from routing.engine.types import Target, TokenUsage
+from core.values import BudgetRule, Principal, RateRule, Snapshot, Target, TokenUsage
 
 # Reserved for the answer when the request sets no max_tokens and the deployment states no maximum.
 DEFAULT_OUTPUT_RESERVE = 4096

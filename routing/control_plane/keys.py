@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
-from routing.engine.snapshot import Principal
+from core.values import Principal
 
 # Looks up many hashes at once: those found, by hash.
 Lookup = Callable[[list[str]], Awaitable[dict[str, Principal]]]

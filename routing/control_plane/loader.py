@@ -11,11 +11,10 @@ from django.db import connection
 from django.db.models import Prefetch, Q
 
 from billing.models import Budget
+from core.values import BudgetRule, ModelPrice, Principal, RateRule, Target
 from portal.models import APIKey, Product, Subscription, Team
 from routing.control_plane import feed
 from routing.credentials import CredentialError, decrypt_secret
-from routing.engine.snapshot import BudgetRule, Principal, RateRule
-from routing.engine.types import ModelPrice, Target
 from routing.models import AliasDeployment, ChangeEvent, Deployment, ModelAlias, Provider
 
 log = logging.getLogger(__name__)

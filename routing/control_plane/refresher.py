@@ -20,10 +20,9 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 
 from config.db_thread import run_in_db
-from routing.control_plane import feed, loader
+from core.values import Snapshot
+from routing.control_plane import feed, loader, snapshot
 from routing.control_plane.keys import KeyCache
-from routing.engine import snapshot
-from routing.engine.snapshot import Snapshot
 from routing.observability.readiness import CheckResult
 
 log = logging.getLogger(__name__)

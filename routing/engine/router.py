@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from routing.engine.types import Target
-from routing.providers.base import UpstreamError
+from core.errors import UpstreamError
+from core.values import Target
 from routing.providers.registry import adapter_for
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from routing.proxy.bounds import MAX_ECHO_CHARS, clip
+from core.bounds import MAX_ECHO_CHARS, clip
 
 access_log = logging.getLogger("tollway.access")
 

@@ -23,8 +23,7 @@ from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram
 
 from billing import usage_writer
-from routing.control_plane import refresher
-from routing.engine import snapshot
+from routing.control_plane import refresher, snapshot
 from routing.observability import node_files
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from django.db import connection
 
 from billing import usage_writer
 from config.db_thread import run_in_db
-from routing.engine import snapshot
+from routing.control_plane import snapshot
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import orjson
 
-from routing.engine.types import Target, TokenUsage
+from core.errors import UpstreamError
+from core.values import Target, TokenUsage
 from routing.providers import http
 from routing.providers.anthropic_request import to_messages_request
-from routing.providers.base import ChatResult, ChatStream, EmbeddingsResult, UpstreamError
+from routing.providers.base import ChatResult, ChatStream, EmbeddingsResult
 from routing.providers.sse import iter_sse
 
 DEFAULT_BASE_URL = "https://api.anthropic.com/v1"

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from routing.engine.types import Target
-from routing.providers.base import UpstreamError
+from core.errors import UpstreamError
+from core.values import Target
 
 DEFAULT_MAX_TOKENS = 4096
 

@@ -6,7 +6,7 @@ resource endpoint (https://NAME.openai.azure.com) and the target's `model` is th
 
 from urllib.parse import quote
 
-from routing.engine.types import Target
+from core.values import Target
 from routing.providers.openai_compatible import OpenAICompatibleAdapter
 
 DEFAULT_API_VERSION = "2024-10-21"

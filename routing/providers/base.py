@@ -11,40 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from routing.engine.types import Target, TokenUsage
-
-
-class UpstreamError(Exception):
-    """An upstream could not be reached, timed out, or answered with an error status.
-
-    `is_retryable` is true only when the attempt provably produced nothing billable: the connection failed,
-    or the upstream answered 408/409/429/5xx before any body reached us. Another deployment may then be tried.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        error_type: str = "upstream_error",
-        code: str | None = None,
-        param: str | None = None,
-        is_timeout: bool = False,
-        is_retryable: bool = False,
-        retry_after: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.error_type = error_type
-        self.code = code
-        self.param = param
-        self.is_timeout = is_timeout
-        self.is_retryable = is_retryable
-        self.retry_after = retry_after
-
-
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+from core.values import Target, TokenUsage
 
 
 @dataclass(slots=True)

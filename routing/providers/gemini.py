@@ -19,9 +19,10 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from routing.engine.types import Target, TokenUsage
+from core.errors import UpstreamError
+from core.values import Target, TokenUsage
 from routing.providers import http
-from routing.providers.base import ChatResult, ChatStream, EmbeddingsResult, UpstreamError
+from routing.providers.base import ChatResult, ChatStream, EmbeddingsResult
 from routing.providers.gemini_request import SIGNATURE_MARK, gemini_request
 from routing.providers.sse import iter_sse
 

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import orjson
 
-from routing.engine.types import Target
-from routing.providers.base import RETRYABLE_STATUSES, UpstreamError
+from core.errors import RETRYABLE_STATUSES, UpstreamError
+from core.values import Target
 
 _client: httpx.AsyncClient | None = None
 

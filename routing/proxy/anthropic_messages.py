@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 
 from billing import token_estimate
-from routing.engine.types import TokenUsage
+from core.bounds import MAX_INTEGER, clip
+from core.values import TokenUsage
 from routing.providers.openai_compatible import usage_from_openai
-from routing.proxy.bounds import MAX_INTEGER, clip
 
 # OpenAI finish_reason -> Anthropic stop_reason. OpenAI never says which stop sequence matched, so a stop
 # sequence is reported as end_turn with stop_sequence null.

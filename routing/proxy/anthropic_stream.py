@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from routing.engine.types import TokenUsage
+from core.values import TokenUsage
 from routing.providers.openai_compatible import usage_from_openai
 from routing.proxy.anthropic_messages import STOP_REASONS, anthropic_error_body, anthropic_usage, new_tool_use_id
 

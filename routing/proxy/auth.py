@@ -7,11 +7,11 @@ import time
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 
+from core.errors import InvalidApiKey, KeysUnavailable, RateLimited
+from core.values import Principal
 from portal.keys import DISPLAY_PREFIX_LENGTH, has_valid_checksum, hash_key
 from routing.control_plane import refresher
 from routing.control_plane.keys import LookupsThrottled
-from routing.engine.snapshot import Principal
-from routing.proxy.errors import InvalidApiKey, KeysUnavailable, RateLimited
 
 _MISSING = "Missing API key. Send it as 'Authorization: Bearer sk-tw-...'."
 _INVALID = "Incorrect API key provided."

@@ -5,8 +5,8 @@ router (config/asgi.py) before the view, so the view reads the body as the clien
 import asyncio
 import zlib
 
-from routing.proxy.bounds import clip
-from routing.proxy.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
+from core.bounds import clip
+from core.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
 
 # zlib's window bits: gzip framing, or zlib's own (HTTP's "deflate"), or raw deflate (what some clients send).
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}

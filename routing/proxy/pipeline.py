@@ -11,22 +11,23 @@ import orjson
 from billing import token_estimate, usage_writer
 from billing.ledger import admission
 from billing.usage import UsageEvent
-from routing.engine import router, snapshot
-from routing.engine.router import Attempts, RoutingFailed
-from routing.engine.snapshot import Principal
-from routing.engine.types import Target, TokenUsage
-from routing.providers.base import ChatResult, ChatStream, EmbeddingsResult, UpstreamError
-from routing.providers.http import get_client
-from routing.proxy.bounds import clip
-from routing.proxy.errors import (
+from core.bounds import clip
+from core.errors import (
     AliasNotAllowed,
     AllDeploymentsFailed,
     AllDeploymentsTimedOut,
     GatewayError,
     InvalidRequest,
     UnknownAlias,
+    UpstreamError,
     UpstreamRejected,
 )
+from core.values import Principal, Target, TokenUsage
+from routing.control_plane import snapshot
+from routing.engine import router
+from routing.engine.router import Attempts, RoutingFailed
+from routing.providers.base import ChatResult, ChatStream, EmbeddingsResult
+from routing.providers.http import get_client
 
 
 def resolve(principal: Principal, alias: str) -> tuple[Target, ...]:

@@ -5,8 +5,8 @@ from typing import Any
 
 import orjson
 
-from routing.engine.types import TokenUsage
-from routing.providers.base import UpstreamError
+from core.errors import UpstreamError
+from core.values import TokenUsage
 
 DONE = b"data: [DONE]\n\n"
 

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from routing.proxy import bounds
-from routing.proxy.errors import InvalidRequest
+from core import bounds
+from core.errors import InvalidRequest
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 

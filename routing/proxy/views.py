@@ -14,12 +14,12 @@ from rest_framework import exceptions
 from rest_framework.parsers import BaseParser
 
 from billing.usage import UsageEvent
-from routing.engine import snapshot
+from core.bounds import clip
+from core.errors import GatewayError, InvalidApiKey, InvalidRequest, MethodNotAllowed
+from routing.control_plane import snapshot
 from routing.proxy import anthropic_messages, auth, pipeline, sse, validation
 from routing.proxy.anthropic_stream import AnthropicStreamEncoder
 from routing.proxy.auth import ApiKeyAuthentication
-from routing.proxy.bounds import clip
-from routing.proxy.errors import GatewayError, InvalidApiKey, InvalidRequest, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 JSON = "application/json"

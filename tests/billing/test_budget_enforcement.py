@@ -22,7 +22,7 @@ from billing.ledger.plan import worst_case
 from billing.models import Budget, BudgetAlert, BudgetCounter, UsageRecord
 from portal import services
 from portal.models import Membership, Notification
-from routing.engine import snapshot
+from routing.control_plane import snapshot
 from tests.billing.factories import UsageRecordFactory
 from tests.billing.ledger_helpers import (
     CHAT,

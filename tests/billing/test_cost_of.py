@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 from billing.pricing import cost_of
-from routing.engine.types import ModelPrice, TokenUsage
+from core.values import ModelPrice, TokenUsage
 
 MINI = ModelPrice(input_per_million=Decimal("0.15"), output_per_million=Decimal("0.60"))
 

@@ -5,8 +5,7 @@ from decimal import Decimal
 
 from billing.ledger.counters import budget_period, minute_window, ticks_to_usd, usd_to_ticks
 from billing.ledger.plan import DEFAULT_OUTPUT_RESERVE, counters_for, has_limits, needs_worst_case, worst_case
-from routing.engine.snapshot import BudgetRule, RateRule, Snapshot
-from routing.engine.types import ModelPrice, Target
+from core.values import BudgetRule, ModelPrice, RateRule, Snapshot, Target
 from tests.factories import principal
 
 HI = {"messages": [{"role": "user", "content": "Hi"}]}  # 3 + 1 + 3 = 7 prompt tokens

@@ -8,7 +8,7 @@ import pytest
 from billing.ledger.counters import Counter, budget_period, minute_window
 from billing.ledger.plan import NOTHING_NEEDED, counters_for
 from billing.ledger.stores import MemoryStore
-from routing.engine.snapshot import BudgetRule, Snapshot
+from core.values import BudgetRule, Snapshot
 from tests.factories import principal
 
 

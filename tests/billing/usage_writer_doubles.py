@@ -9,8 +9,7 @@ from billing.outbox import Outbox
 from billing.services import store_usage_rows
 from billing.usage import UsageEvent
 from billing.usage_writer import UsageWriter
-from routing.engine.snapshot import Principal
-from routing.engine.types import ModelPrice, Target
+from core.values import ModelPrice, Principal, Target
 
 PRINCIPAL = Principal(
     key_id=10**9,  # no such key, team or tenant: stored rows keep the names and lose the links

@@ -10,8 +10,7 @@ from config import db_thread
 from portal import services
 from portal.keys import display_prefix, hash_key
 from portal.models import APIKey, Product, Subscription, Team
-from routing.control_plane import feed, refresher
-from routing.engine import snapshot
+from routing.control_plane import feed, refresher, snapshot
 from routing.models import ChangeEvent
 from tests.factories import DeploymentFactory, ProviderFactory, TeamFactory, make_alias
 

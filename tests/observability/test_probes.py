@@ -8,9 +8,9 @@ from django.db import connection
 from django.test import override_settings
 
 from billing.ledger import admission
+from core.values import RateRule, Snapshot
 from portal import services
-from routing.engine import snapshot
-from routing.engine.snapshot import RateRule, Snapshot
+from routing.control_plane import snapshot
 from routing.observability import readiness
 from tests.billing.ledger_helpers import CHAT
 from tests.billing.tcp_proxy import CuttableProxy

@@ -1,5 +1,5 @@
 """What a client's strings can put into usage records, log lines, metrics labels and error messages is bounded
-(routing/proxy/bounds.py holds the audit): a model the catalogue does not know is stored as alias "", every
+(core/bounds.py holds the audit): a model the catalogue does not know is stored as alias "", every
 UsageRecord CharField stays within its max_length, and an echoed string is cut with a trailing "…"."""
 
 import logging
@@ -11,10 +11,10 @@ from django.db import models
 
 from billing.models import UsageRecord
 from billing.usage import UsageEvent
-from routing.engine.snapshot import Principal
+from core.bounds import USAGE_COLUMN_LIMITS
+from core.values import Principal
 from routing.observability import metrics
 from routing.observability.logs import AccessLine
-from routing.proxy.bounds import USAGE_COLUMN_LIMITS
 from tests.gateway import wait_for_usage
 
 pytestmark = pytest.mark.django_db(transaction=True)

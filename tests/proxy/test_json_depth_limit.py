@@ -7,7 +7,7 @@ import httpx
 import orjson
 import pytest
 
-from routing.engine.types import ModelPrice, Target
+from core.values import ModelPrice, Target
 from routing.providers.anthropic_request import to_messages_request
 from routing.providers.gemini_request import gemini_request
 from routing.providers.openai_compatible import OpenAICompatibleAdapter

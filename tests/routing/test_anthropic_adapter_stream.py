@@ -6,9 +6,9 @@ import httpx
 import orjson
 import pytest
 
-from routing.engine.types import ModelPrice, Target, TokenUsage
+from core.errors import UpstreamError
+from core.values import ModelPrice, Target, TokenUsage
 from routing.providers.anthropic import AnthropicAdapter
-from routing.providers.base import UpstreamError
 from tests.upstreams import anthropic_server as wire
 from tests.upstreams.anthropic_server import AnthropicUpstream
 from tests.upstreams.server import LoopbackServer

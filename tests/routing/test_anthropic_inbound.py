@@ -6,7 +6,7 @@ test_anthropic_inbound_sdk.py reads the same output with the official `anthropic
 import orjson
 import pytest
 
-from routing.engine.types import TokenUsage
+from core.values import TokenUsage
 from routing.proxy.anthropic_messages import (
     InvalidMessagesRequest,
     anthropic_error_body,

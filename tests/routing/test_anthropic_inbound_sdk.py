@@ -7,7 +7,7 @@ accumulation must rebuild the expected Message: proof that the shapes and event 
 import anthropic
 import pytest
 
-from routing.engine.types import TokenUsage
+from core.values import TokenUsage
 from routing.proxy.anthropic_messages import to_anthropic_message, to_openai_request
 from routing.proxy.anthropic_stream import AnthropicStreamEncoder
 from tests.upstreams.server import LoopbackServer, RequestLog, read_body, send_json, send_sse

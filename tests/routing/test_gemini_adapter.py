@@ -7,8 +7,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from routing.engine.types import ModelPrice, Target, TokenUsage
-from routing.providers.base import UpstreamError
+from core.errors import UpstreamError
+from core.values import ModelPrice, Target, TokenUsage
 from routing.providers.gemini import GeminiAdapter
 from tests.upstreams import gemini_server as gemini
 from tests.upstreams.server import LoopbackServer

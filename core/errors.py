@@ -20,7 +20,45 @@ Messages never carry keys, credentials or stack traces, and are cut to bounds.MA
 quote a client's (or an upstream's) text. The same errors are rendered Anthropic-style on /v1/messages*.
 """
 
-from routing.proxy.bounds import MAX_MESSAGE_CHARS, clip
+from core.bounds import MAX_MESSAGE_CHARS, clip
+
+# --- what an adapter raises: one upstream attempt failed (the engine decides what happens next) -----------
+
+
+class UpstreamError(Exception):
+    """An upstream could not be reached, timed out, or answered with an error status.
+
+    `is_retryable` is true only when the attempt provably produced nothing billable: the connection failed,
+    or the upstream answered 408/409/429/5xx before any body reached us. Another deployment may then be tried.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_type: str = "upstream_error",
+        code: str | None = None,
+        param: str | None = None,
+        is_timeout: bool = False,
+        is_retryable: bool = False,
+        retry_after: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_type = error_type
+        self.code = code
+        self.param = param
+        self.is_timeout = is_timeout
+        self.is_retryable = is_retryable
+        self.retry_after = retry_after
+
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+# --- what a client is answered ---------------------------------------------------------------------------
 
 
 class GatewayError(Exception):
