@@ -1,4 +1,5 @@
-"""Plain values the engine and adapters pass around. No Django here: bench/ drives these modules alone."""
+"""Plain values the adapters, the engine, the proxy and billing pass around. No Django here: bench/ drives the
+engine and the adapters alone."""
 
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,6 +28,14 @@ class Target:
     connect_timeout_s: float = 5.0
     timeout_s: float = 120.0
     max_output_tokens: int | None = None
+    # What the engine chooses by (routing/engine/): the catalogue's facts and the operator's scores.
+    context_window: int | None = None  # prompt + output tokens the model takes; None: unknown, not checked
+    capabilities: frozenset[str] = frozenset()  # chat, embeddings, tools, vision, json; empty: not stated
+    quality: float | None = None  # 0-1, the operator's score of this model for the alias's work
+    region: str = ""  # where it runs (data residency), e.g. "eu"; "" unknown
+    tags: frozenset[str] = frozenset()
+    rpm_limit: int | None = None  # the provider's quota for this deployment, counted across processes
+    tpm_limit: int | None = None
 
 
 @dataclass(slots=True)
@@ -36,6 +45,170 @@ class TokenUsage:
     cached_tokens: int = 0
     # True when the upstream reported nothing and we counted with a tokenizer.
     is_estimated: bool = False
+
+
+# --- how an alias routes (the catalogue's `routing:` mapping; parsed by routing/engine/policy.py) ------------
+
+STRATEGIES = (
+    "priority",  # today's behaviour, the default: the alias's deployments in their listed order
+    "cheapest",  # by this request's estimated cost (prices x counted prompt + expected output)
+    "lowest-latency",  # by an EWMA of latency and time to first token, shared across processes
+    "weighted",  # weighted random over `weights`
+    "round-robin",
+    "least-busy",  # fewest calls in flight in this process
+    "cascade",  # part 2 (issue 12)
+    "semantic",  # part 2
+    "learned",  # part 2
+    "bandit",  # part 2
+)
+PART_TWO_STRATEGIES = ("cascade", "semantic", "learned", "bandit")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """One call's attempt budget: attempts in all (fail-overs and retries, fallbacks included) and one deadline.
+    Fail-over to another deployment is immediate; trying the same deployment again waits an exponential backoff
+    with full jitter, or its Retry-After when longer."""
+
+    max_attempts: int | None = None  # None: each candidate once (today's behaviour)
+    base_delay_ms: int = 100
+    max_delay_ms: int = 2000
+    deadline_ms: int = 30000
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """Per deployment: open after `consecutive_failures`, or when the failed share of at least `min_calls`
+    calls in the last `window_s` reaches `error_rate`; after `cooldown_s`, let `half_open_probes` calls through;
+    one success closes it, a failure opens it again."""
+
+    consecutive_failures: int = 5
+    error_rate: float = 0.5
+    window_s: float = 30.0
+    cooldown_s: float = 30.0
+    half_open_probes: int = 1
+    min_calls: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentPolicy:  # part 2: an A/B split of calls between deployments
+    name: str
+    arms: tuple[tuple[str, int], ...]  # (deployment, share)
+
+
+@dataclass(frozen=True, slots=True)
+class BanditPolicy:  # part 2
+    quality_weight: float = 1.0
+    cost_weight: float = 0.0
+    latency_weight: float = 0.0
+    exploration: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    strategy: str = "priority"
+    min_quality: float | None = None  # a call may raise it with x-tollway-min-quality
+    weights: tuple[tuple[str, float], ...] = ()  # (deployment, weight), for `weighted`
+    fallbacks: tuple[str, ...] = ()  # other aliases, tried in order after this alias's deployments fail
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = BreakerPolicy()
+    experiment: ExperimentPolicy | None = None
+    bandit: BanditPolicy | None = None
+
+    def weight_of(self, deployment: str) -> float:
+        for name, weight in self.weights:
+            if name == deployment:
+                return weight
+        return 0.0 if self.weights else 1.0
+
+
+DEFAULT_POLICY = RoutingPolicy()
+
+
+# --- what the engine decided, and why (x-tollway-route, the usage record, /api/v1/routing/explain) ---------
+
+# Why a deployment was not a candidate. Short: they go into the x-tollway-route header.
+SKIP_REASONS = (
+    "breaker-open",
+    "context",  # prompt + requested output exceed its context window
+    "capability",  # the request needs tools, vision, json or embeddings and it does not say it has them
+    "region",  # outside the regions the team or key may use
+    "tag",  # lacks a tag the team or key requires
+    "quality",  # below the floor (min_quality or x-tollway-min-quality)
+    "rpm-limit",  # at its provider's quota this minute
+    "tpm-limit",
+    "retry-after",  # the provider asked us to wait longer than the call's deadline allows
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    deployment: str
+    reason: str  # one of SKIP_REASONS
+    detail: str = ""  # e.g. "needs 9,000 tokens, has 8,192"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    deployment: str
+    alias: str  # the alias it was reached through (a fallback's name, when it is one)
+    status: int | None  # the upstream's status; None: no answer (connect error, timeout) or success before one
+    error: str  # "" on success; else the upstream's error code or type
+    latency_ms: float
+    waited_ms: float = 0.0  # backoff slept before this attempt
+
+
+@dataclass(slots=True)
+class Decision:
+    """Filled in as the engine goes, so it is right whatever is raised."""
+
+    alias: str
+    strategy: str = "priority"
+    reason: str = ""  # the short why, e.g. "cheapest est. $0.00012"
+    candidates: list[str] = field(default_factory=list)  # deployments in the order they would be tried
+    skipped: list[Skip] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    fallback_aliases: list[str] = field(default_factory=list)  # fallbacks reached, in order
+    estimates: dict[str, str] = field(default_factory=dict)  # deployment -> what it was ranked by (cost, ms)
+    checks: list[dict] = field(default_factory=list)  # part 2: cascade checks
+    arm: str = ""  # part 2: the experiment arm
+
+    def route_header(self) -> str:
+        """`x-tollway-route`: "cheapest; 2 skipped: breaker-open, context"."""
+        text = self.strategy
+        if self.reason:
+            text = f"{text} ({self.reason})"
+        if self.skipped:
+            reasons = ", ".join(dict.fromkeys(skip.reason for skip in self.skipped))
+            text = f"{text}; {len(self.skipped)} skipped: {reasons}"
+        if self.fallback_aliases:
+            text = f"{text}; fallback: {', '.join(self.fallback_aliases)}"
+        return text
+
+    def to_record(self) -> dict:
+        """The whole decision as JSON-ready values, for the usage record and explain."""
+        return {
+            "alias": self.alias,
+            "strategy": self.strategy,
+            "reason": self.reason,
+            "candidates": list(self.candidates),
+            "skipped": [{"deployment": s.deployment, "reason": s.reason, "detail": s.detail} for s in self.skipped],
+            "attempts": [
+                {
+                    "deployment": a.deployment,
+                    "alias": a.alias,
+                    "status": a.status,
+                    "error": a.error,
+                    "latency_ms": round(a.latency_ms, 3),
+                    "waited_ms": round(a.waited_ms, 3),
+                }
+                for a in self.attempts
+            ],
+            "fallback_aliases": list(self.fallback_aliases),
+            "estimates": dict(self.estimates),
+            "checks": list(self.checks),
+            "arm": self.arm,
+        }
 
 
 # --- what the control plane keeps in memory (routing/control_plane/snapshot.py holds the current one) --------
@@ -57,6 +230,10 @@ class Principal:
     is_revoked: bool
     rpm_limit: int | None
     tpm_limit: int | None
+    # Data residency (the team's, narrowed by the key's): deployments outside these regions, or lacking one of
+    # these tags, are skipped by the engine. None: any region.
+    allowed_regions: frozenset[str] | None = None
+    required_tags: frozenset[str] = frozenset()
     # Portal keys: their active subscriptions, oldest first, with the aliases each grants (budgets, limits and
     # records use the one that grants the called alias). Shared between keys: one team's keys hold one copy.
     grants: tuple[tuple[int, frozenset[str]], ...] = ()
@@ -94,6 +271,8 @@ class RateRule:
 class Snapshot:
     # alias -> deployments in priority order (enabled ones only)
     aliases: dict[str, tuple[Target, ...]] = field(default_factory=dict)
+    # alias -> how it routes; an alias not here routes by priority (DEFAULT_POLICY)
+    policies: dict[str, RoutingPolicy] = field(default_factory=dict)
     # alias -> the price "savings" are measured against (its baseline deployment's)
     baselines: dict[str, ModelPrice] = field(default_factory=dict)
     # (scope, target id) -> its active budgets

@@ -1,0 +1,224 @@
+"""An alias's `routing:` mapping (catalogue YAML, REST, console) <-> RoutingPolicy, checked with errors that name
+their path. Pure: the catalogue importer calls it and resolves the fallback aliases it returns itself.
+
+    routing:
+      strategy: cheapest        # core.values.STRATEGIES; priority when absent
+      min_quality: 0.7
+      weights: {cheap-llama: 3, premium-gpt4: 1}
+      fallbacks: [claude-sonnet]
+      retry: {max_attempts: 3, base_delay_ms: 100, max_delay_ms: 2000, deadline_ms: 30000}
+      breaker: {consecutive_failures: 5, error_rate: 0.5, window_s: 30, cooldown_s: 30, half_open_probes: 1,
+                min_calls: 10}
+      experiment: {name: llama-vs-mixtral, arms: {cheap-llama: 90, mid-mixtral: 10}}   # part 2
+      bandit: {weights: {quality: 1.0, cost: 0.3, latency: 0.0}, exploration: 0.1}   # part 2
+"""
+
+from collections.abc import Mapping
+from dataclasses import fields
+
+from core.values import (
+    DEFAULT_POLICY,
+    STRATEGIES,
+    BanditPolicy,
+    BreakerPolicy,
+    ExperimentPolicy,
+    RetryPolicy,
+    RoutingPolicy,
+)
+
+POLICY_KEYS = ("strategy", "min_quality", "weights", "fallbacks", "retry", "breaker", "experiment", "bandit")
+MAX_ATTEMPTS = 20  # whatever the YAML says: a call never costs more upstream attempts than this
+MAX_DEADLINE_MS = 600_000
+
+# key -> (lowest, highest, is an integer)
+_RETRY_BOUNDS = {
+    "max_attempts": (1, MAX_ATTEMPTS, True),
+    "base_delay_ms": (0, 60_000, True),
+    "max_delay_ms": (0, 600_000, True),
+    "deadline_ms": (1, MAX_DEADLINE_MS, True),
+}
+_BREAKER_BOUNDS = {
+    "consecutive_failures": (1, 10_000, True),
+    "error_rate": (0.01, 1.0, False),
+    "window_s": (1, 86_400, False),
+    "cooldown_s": (0.1, 86_400, False),
+    "half_open_probes": (1, 1_000, True),
+    "min_calls": (1, 1_000_000, True),
+}
+
+
+class _Checker:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.errors: list[str] = []
+
+    def fail(self, where: str, message: str) -> None:
+        self.errors.append(f"{self.path}.{where}: {message}")
+
+    def number(self, where: str, value: object, low: float, high: float, *, integer: bool) -> float | int | None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
+            self.fail(where, f"must be {'a whole number' if integer else 'a number'} from {low} to {high}")
+            return None
+        if not low <= value <= high:
+            self.fail(where, f"must be from {low} to {high}, not {value}")
+            return None
+        return value
+
+    def mapping(self, where: str, value: object) -> Mapping | None:
+        if not isinstance(value, Mapping):
+            self.fail(where, "must be a mapping")
+            return None
+        return value
+
+    def bounded(self, where: str, raw: object, bounds: dict, defaults) -> dict:
+        values = {}
+        raw = self.mapping(where, raw)
+        for key, item in (raw or {}).items():
+            if key not in bounds:
+                self.fail(f"{where}.{key}", f"unknown key; expected one of {', '.join(bounds)}")
+                continue
+            low, high, integer = bounds[key]
+            number = self.number(f"{where}.{key}", item, low, high, integer=integer)
+            if number is not None:
+                values[key] = float(number) if not integer else number
+        return {f.name: values.get(f.name, getattr(defaults, f.name)) for f in fields(defaults)}
+
+
+def parse_policy(raw: object, *, path: str, deployments: tuple[str, ...]) -> tuple[RoutingPolicy, list[str]]:
+    """The policy, and every problem as "path: message" (the policy is only meaningful when there are none).
+    `deployments` are the alias's own: weights and experiment arms must name one of them."""
+    if raw is None:
+        return DEFAULT_POLICY, []
+    check = _Checker(path)
+    if not isinstance(raw, Mapping):
+        return DEFAULT_POLICY, [f"{path}: must be a mapping with keys among {', '.join(POLICY_KEYS)}"]
+    for key in raw:
+        if key not in POLICY_KEYS:
+            check.fail(str(key), f"unknown key; expected one of {', '.join(POLICY_KEYS)}")
+
+    strategy = raw.get("strategy", "priority")
+    if strategy not in STRATEGIES:
+        check.fail("strategy", f"must be one of {', '.join(STRATEGIES)}")
+        strategy = "priority"
+
+    min_quality = raw.get("min_quality")
+    if min_quality is not None:
+        min_quality = check.number("min_quality", min_quality, 0, 1, integer=False)
+
+    weights: list[tuple[str, float]] = []
+    if "weights" in raw:
+        for name, weight in (check.mapping("weights", raw["weights"]) or {}).items():
+            if name not in deployments:
+                check.fail(f"weights.{name}", "is not one of this alias's deployments")
+            value = check.number(f"weights.{name}", weight, 0, 1_000_000, integer=False)
+            if value is not None and name in deployments:
+                weights.append((str(name), float(value)))
+        if not check.errors and weights and not any(w > 0 for _, w in weights):
+            check.fail("weights", "at least one weight must be above 0")
+    if strategy == "weighted" and "weights" not in raw:
+        check.fail("weights", "the weighted strategy needs weights")
+
+    fallbacks: list[str] = []
+    if "fallbacks" in raw:
+        listed = raw["fallbacks"]
+        if not isinstance(listed, list) or not all(isinstance(n, str) and n for n in listed):
+            check.fail("fallbacks", "must be a list of alias names")
+        else:
+            fallbacks = list(dict.fromkeys(listed))
+
+    retry = (
+        RetryPolicy(**check.bounded("retry", raw["retry"], _RETRY_BOUNDS, RetryPolicy()))
+        if "retry" in raw
+        else RetryPolicy()
+    )
+    if retry.max_delay_ms < retry.base_delay_ms:
+        check.fail("retry.max_delay_ms", "must not be below base_delay_ms")
+    breaker = (
+        BreakerPolicy(**check.bounded("breaker", raw["breaker"], _BREAKER_BOUNDS, BreakerPolicy()))
+        if "breaker" in raw
+        else BreakerPolicy()
+    )
+
+    experiment = None
+    if "experiment" in raw:
+        spec = check.mapping("experiment", raw["experiment"]) or {}
+        name = spec.get("name")
+        if not isinstance(name, str) or not name or len(name) > 100:
+            check.fail("experiment.name", "must be a name of 1 to 100 characters")
+        arms = []
+        for arm, share in (check.mapping("experiment.arms", spec.get("arms")) or {}).items():
+            if arm not in deployments:
+                check.fail(f"experiment.arms.{arm}", "is not one of this alias's deployments")
+            value = check.number(f"experiment.arms.{arm}", share, 0, 100, integer=True)
+            if value is not None:
+                arms.append((str(arm), int(value)))
+        for key in spec:
+            if key not in ("name", "arms"):
+                check.fail(f"experiment.{key}", "unknown key; expected name or arms")
+        experiment = ExperimentPolicy(name=str(name or ""), arms=tuple(arms))
+
+    bandit = None
+    if "bandit" in raw:
+        spec = check.mapping("bandit", raw["bandit"]) or {}
+        values = {}
+        for metric, weight in (check.mapping("bandit.weights", spec.get("weights", {})) or {}).items():
+            if metric not in ("quality", "cost", "latency"):
+                check.fail(f"bandit.weights.{metric}", "must be quality, cost or latency")
+                continue
+            value = check.number(f"bandit.weights.{metric}", weight, 0, 1000, integer=False)
+            if value is not None:
+                values[f"{metric}_weight"] = float(value)
+        if "exploration" in spec:
+            value = check.number("bandit.exploration", spec["exploration"], 0, 1, integer=False)
+            if value is not None:
+                values["exploration"] = float(value)
+        for key in spec:
+            if key not in ("weights", "exploration"):
+                check.fail(f"bandit.{key}", "unknown key; expected weights or exploration")
+        bandit = BanditPolicy(**values)
+
+    policy = RoutingPolicy(
+        strategy=strategy,
+        min_quality=None if min_quality is None else float(min_quality),
+        weights=tuple(weights),
+        fallbacks=tuple(fallbacks),
+        retry=retry,
+        breaker=breaker,
+        experiment=experiment,
+        bandit=bandit,
+    )
+    return policy, check.errors
+
+
+def policy_to_dict(policy: RoutingPolicy) -> dict | None:
+    """The `routing:` mapping that parses back to this policy; only what differs from the defaults. None when
+    the alias routes by default (the exporter then writes no `routing:` key)."""
+    if policy == DEFAULT_POLICY:
+        return None
+    out: dict = {"strategy": policy.strategy}
+    if policy.min_quality is not None:
+        out["min_quality"] = policy.min_quality
+    if policy.weights:
+        out["weights"] = {name: _plain(weight) for name, weight in policy.weights}
+    if policy.fallbacks:
+        out["fallbacks"] = list(policy.fallbacks)
+    for key, value, default in (("retry", policy.retry, RetryPolicy()), ("breaker", policy.breaker, BreakerPolicy())):
+        changed = {
+            f.name: getattr(value, f.name) for f in fields(value) if getattr(value, f.name) != getattr(default, f.name)
+        }
+        if changed:
+            out[key] = {k: _plain(v) for k, v in changed.items()}
+    if policy.experiment is not None:
+        out["experiment"] = {"name": policy.experiment.name, "arms": dict(policy.experiment.arms)}
+    if policy.bandit is not None:
+        b = policy.bandit
+        out["bandit"] = {
+            "weights": {"quality": b.quality_weight, "cost": b.cost_weight, "latency": b.latency_weight},
+            "exploration": b.exploration,
+        }
+    return out
+
+
+def _plain(value):
+    """3.0 -> 3 in exports, so a file that said 3 says 3 again."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
