@@ -34,6 +34,9 @@ class GatewayProcess:
             **os.environ,
             "DATABASE_URL": database_url(),
             "TOLLWAY_USAGE_OUTBOX_DIR": str(outbox_dir),
+            # Its own metrics directory: in the shared default, /metrics would also sum the gauges of the test
+            # process and of earlier gateways (a "key in every worker" check once passed with one worker short).
+            "TOLLWAY_METRICS_DIR": str(outbox_dir.parent / f"metrics-{self.port}"),
             "TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS": "1",
             **(env or {}),
         }

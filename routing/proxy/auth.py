@@ -2,6 +2,7 @@
 hash on the control-plane thread (routing/control_plane/keys.py), so the event loop never blocks on it."""
 
 import hmac
+import logging
 import time
 
 from django.conf import settings
@@ -16,6 +17,8 @@ from routing.control_plane.keys import LookupsThrottled
 _MISSING = "Missing API key. Send it as 'Authorization: Bearer sk-tw-...'."
 _INVALID = "Incorrect API key provided."
 PRINCIPAL = "tollway.principal"  # where the view's request META carries the resolved principal
+log = logging.getLogger(__name__)
+_said_unavailable_at = float("-inf")
 
 
 def bearer_from_headers(authorization: str, x_api_key: str) -> str:
@@ -40,7 +43,8 @@ async def principal_for(key: str, *, now: float | None = None) -> Principal:
         ) from None
     except InvalidApiKey:
         raise
-    except Exception:
+    except Exception as exc:
+        _say_unavailable(exc)
         raise KeysUnavailable("API keys cannot be checked right now; retry shortly.") from None
     # The stored hash is compared, never accepted: presenting the hash itself fails like any wrong key.
     if principal is None or not hmac.compare_digest(principal.secret_hash, secret_hash):
@@ -50,6 +54,15 @@ async def principal_for(key: str, *, now: float | None = None) -> Principal:
     if principal.expires_at is not None and (now or time.time()) >= principal.expires_at:
         raise InvalidApiKey("This API key has expired.", code="api_key_expired")
     return principal
+
+
+def _say_unavailable(exc: Exception) -> None:
+    # Once a minute at most: an outage would otherwise log every call of every key not yet in memory.
+    global _said_unavailable_at
+    now = time.monotonic()
+    if now - _said_unavailable_at >= 60:
+        _said_unavailable_at = now
+        log.warning("a key not in memory could not be looked up (%s); such calls answer 503", type(exc).__name__)
 
 
 async def authenticate(meta: dict) -> None:

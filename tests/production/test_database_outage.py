@@ -109,6 +109,7 @@ def key_in_every_worker(url: str, key: str) -> int:
     """Calls on fresh connections (the kernel spreads them over the workers) until each worker holds the key;
     returns how many calls it took (each leaves a record)."""
     deadline, calls = time.monotonic() + 30, 0
+    assert total(scrape(url), "tollway_worker_processes") == WORKERS  # the sum below counts these workers alone
     while total(scrape(url), "tollway_key_cache_size") < WORKERS:
         assert time.monotonic() < deadline, "the key did not reach every worker's memory"
         httpx.post(f"{url}/v1/chat/completions", json=BODY, headers={"authorization": f"Bearer {key}"}, timeout=10)
@@ -188,9 +189,10 @@ def test_a_minute_without_postgresql_under_load_loses_no_usage_record(catalogue,
     assert after and after.count(200) >= len(after) * 0.9  # calls keep succeeding once the database is back
     assert len(answered) > 500
     assert (stored, records - warm_calls) == (len(answered), len(answered))
-    # Open (issue 10's note): a worker that held the key before the cut has been seen, rarely, to answer it 503
-    # keys_unavailable during the outage. Those calls are unauthenticated (no record is due); they stay rare.
-    assert traffic.unverified <= len(answered) * 0.02, f"{traffic.unverified} calls answered keys_unavailable"
+    # Every worker held the key before the cut, so none may answer it 503 keys_unavailable during the outage.
+    # (Seen in full-suite runs until the gateway had its own metrics directory: the warm-up check above then
+    # also summed the test process's gauges and let one worker start the outage without the key.)
+    assert traffic.unverified == 0, f"{traffic.unverified} calls answered keys_unavailable"
     # Open files stay bounded however long the outage: at most 1 current + 4 sealed outbox segments + 1 being
     # read, and the rest is the load's sockets (16 callers and their upstream calls), far below the limit.
     # The old writer opened a segment per failed try and ran into the limit within seconds.
