@@ -1,15 +1,20 @@
 """The model catalogue over REST. Field names are the models'; checks are the catalogue importer's
 (routing/services.py), so an entry the API accepts is one `import_catalogue` accepts too."""
 
+import json
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal.api.inputs import BoundedModelSerializer, DecimalString
-from routing.catalogue.schema import CAPABILITIES
+from routing.catalogue.exporter import routing_mapping
+from routing.catalogue.schema import CAPABILITIES, MAX_TAGS, SLUG_MAX_LENGTH
 from routing.models import Deployment, ModelAlias, Provider
 from routing.providers.registry import KINDS
 
 MAX_TIMEOUT_S = 3600.0
+# An alias's `routing:` as JSON; weights for 50 deployments with long names fit several times over.
+ROUTING_MAX_CHARS = 20_000
 
 
 @extend_schema_field(
@@ -85,6 +90,11 @@ class DeploymentSerializer(BoundedModelSerializer):
     output_per_1m = DecimalString()
     cached_input_per_1m = DecimalString(required=False, allow_null=True)
     capabilities = serializers.ListField(child=serializers.ChoiceField(choices=CAPABILITIES), required=False)
+    quality = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    # Lowercase slugs: the catalogue importer says so when one is not.
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=SLUG_MAX_LENGTH), max_length=MAX_TAGS, required=False
+    )
 
     class Meta:
         model = Deployment
@@ -99,11 +109,19 @@ class DeploymentSerializer(BoundedModelSerializer):
             "context_window",
             "max_output_tokens",
             "capabilities",
+            "quality",
+            "region",
+            "tags",
+            "rpm_limit",
+            "tpm_limit",
             "is_enabled",
             "updated_at",
         ]
         read_only_fields = ["updated_at"]
-        extra_kwargs = {"context_window": {"min_value": 1}, "max_output_tokens": {"min_value": 1}}  # the importer's
+        # The importer's: counts start at 1.
+        extra_kwargs = {
+            name: {"min_value": 1} for name in ("context_window", "max_output_tokens", "rpm_limit", "tpm_limit")
+        }
 
 
 class DeploymentChangeSerializer(DeploymentSerializer):
@@ -120,12 +138,49 @@ class AliasRoutes(serializers.ListField):
         return [route.deployment.name for route in alias.routes.all()]
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "additionalProperties": True,
+        "description": "The catalogue's routing: mapping (strategy, min_quality, weights, fallbacks, retry, "
+        "breaker, experiment, bandit); {} or null routes by priority. A PATCH replaces the whole mapping.",
+        "example": {"strategy": "cheapest", "min_quality": 0.7, "fallbacks": ["gpt-4o"]},
+    }
+)
+class AliasRouting(serializers.Field):
+    """How the alias routes, as the catalogue's `routing:` mapping: checked by the catalogue importer (the
+    engine's parse_policy, and fallbacks naming aliases that exist)."""
+
+    default_error_messages = {
+        "not_a_mapping": 'Must be a mapping such as {"strategy": "cheapest"}, or null to route by priority.',
+        "too_long": f"Must be at most {ROUTING_MAX_CHARS} characters as JSON.",
+    }
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(required=False, allow_null=True, **kwargs)
+
+    def get_attribute(self, alias: ModelAlias) -> dict:
+        return routing_mapping(alias.routing, deployments=tuple(route.deployment.name for route in alias.routes.all()))
+
+    def to_representation(self, value: dict) -> dict:
+        return value
+
+    def to_internal_value(self, data) -> dict:
+        if not isinstance(data, dict):
+            self.fail("not_a_mapping")
+        if len(json.dumps(data)) > ROUTING_MAX_CHARS:
+            self.fail("too_long")
+        return data
+
+
 class ModelAliasSerializer(BoundedModelSerializer):
     deployments = AliasRoutes(min_length=1, max_length=50)
+    routing = AliasRouting()
 
     class Meta:
         model = ModelAlias
-        fields = ["id", "name", "description", "deployments", "updated_at"]
+        fields = ["id", "name", "description", "deployments", "routing", "updated_at"]
         read_only_fields = ["updated_at"]
 
 

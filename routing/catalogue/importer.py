@@ -1,11 +1,13 @@
 """Applying a checked catalogue: an idempotent upsert of providers, deployments and aliases, all or nothing."""
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import models, transaction
 
 from routing.catalogue.schema import (
+    SECTIONS,
     AliasSpec,
     CatalogueError,
     CheckedCatalogue,
@@ -53,12 +55,25 @@ def import_catalogue(*, data: dict, source: str = "<data>") -> ImportReport:
     with transaction.atomic():
         errors = checked.errors + _unresolved_references(checked) + _moved_base_urls(checked)
         if errors:
-            raise CatalogueError(errors, source=source)
+            raise CatalogueError(sorted(errors, key=_entry_position), source=source)
         report = ImportReport(source=source)
         _apply_providers(checked.providers, report.providers)
         _apply_deployments(checked.deployments, report.deployments)
         _apply_aliases(checked.aliases, report.aliases)
     return report
+
+
+_ENTRY_PATH = re.compile(r"^(?P<section>[a-z]+)\[(?P<index>\d+)\]")
+
+
+def _entry_position(error: str) -> tuple[int, int]:
+    """Where in the file a problem is, so that problems read top to bottom: an entry's reference problems
+    (found against the database) come after its value problems, not after the whole file's. Problems with the
+    document as a whole come first."""
+    match = _ENTRY_PATH.match(error)
+    if match is None or match["section"] not in SECTIONS:
+        return (-1, 0)
+    return (SECTIONS.index(match["section"]), int(match["index"]))
 
 
 def _stored_base_urls(data: object) -> dict[str, str]:
