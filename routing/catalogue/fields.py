@@ -10,7 +10,9 @@ _PRICE_PLACES = 10
 _PRICE_LIMIT = Decimal(10) ** 10
 # The largest value a PositiveIntegerField holds on every database we support.
 _COUNT_LIMIT = 2_147_483_647
-_LOWER_SLUG = re.compile(r"[-a-z0-9_]+")
+# A region or a tag. Lowercase only: a team allowed "eu" must not miss a deployment written "EU".
+LOWER_SLUG = re.compile(r"[-a-z0-9_]+")
+LOWER_SLUG_MESSAGE = "must contain only lowercase letters, digits, hyphens and underscores"
 
 
 @dataclass(frozen=True)
@@ -155,9 +157,9 @@ class Entry:
         return float(value)
 
     def slug(self, key: str, *, max_length: int) -> str:
-        """A short lowercase name such as a region ("eu"); empty when left out."""
+        """A short lowercase name such as a region ("eu"); empty when left out or written empty."""
         value = self._present(key, required=False)
-        if value is None:
+        if value is None or value == "":
             return ""
         return self._checked_slug(key, value, max_length=max_length) or ""
 
@@ -188,9 +190,8 @@ class Entry:
         if len(value) > max_length:
             self.fail(key, f"must be at most {max_length} characters")
             return None
-        if not _LOWER_SLUG.fullmatch(value):
-            # Lowercase only: a team allowed "eu" must not miss a deployment written "EU".
-            self.fail(key, "must contain only lowercase letters, digits, hyphens and underscores")
+        if not LOWER_SLUG.fullmatch(value):
+            self.fail(key, LOWER_SLUG_MESSAGE)
             return None
         return value
 
