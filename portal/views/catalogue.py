@@ -24,7 +24,7 @@ from portal.views import access
 from portal.views.rendering import as_sentence, paginate, render_page, usd
 from routing import services
 from routing.catalogue import CatalogueError, dump_catalogue_yaml
-from routing.catalogue.exporter import routing_mapping
+from routing.catalogue.policies import routing_mapping
 from routing.models import AliasDeployment, Deployment, ModelAlias, Provider
 
 HELD = [Subscription.Status.PENDING, Subscription.Status.ACTIVE, Subscription.Status.SUSPENDED]

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django.db.models import Prefetch
 
-from routing.engine.policy import parse_policy, policy_to_dict
+from routing.catalogue.policies import routing_mapping
 from routing.models import AliasDeployment, Deployment, ModelAlias, Provider
 
 
@@ -81,13 +81,3 @@ def _alias_entry(alias: ModelAlias) -> dict:
     if routing:
         entry["routing"] = routing
     return entry
-
-
-def routing_mapping(stored: dict, *, deployments: tuple[str, ...]) -> dict:
-    """An alias's stored `routing:` in policy_to_dict's key order ({} for the default): PostgreSQL's jsonb
-    keeps keys in an order of its own. Read as the control plane reads it: a weight left naming a deployment
-    since removed from the alias (in the admin) is dropped, so the export imports back."""
-    if not stored:
-        return {}
-    policy, _ = parse_policy(stored, path="routing", deployments=deployments)
-    return policy_to_dict(policy) or {}

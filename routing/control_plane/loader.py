@@ -14,9 +14,9 @@ from django.db.models import Prefetch, Q
 from billing.models import Budget
 from core.values import BudgetRule, ModelPrice, Principal, RateRule, RoutingPolicy, Target
 from portal.models import APIKey, Product, Subscription, Team
+from routing.catalogue.policies import stored_policy
 from routing.control_plane import feed
 from routing.credentials import CredentialError, decrypt_secret
-from routing.engine.policy import parse_policy
 from routing.models import AliasDeployment, ChangeEvent, Deployment, ModelAlias, Provider
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ def catalogue() -> Catalogue:
 
 
 def _policies() -> dict[str, RoutingPolicy]:
-    """Every alias's own `routing:` (stored as the importer checked it), parsed by the engine's one parser."""
+    """Every alias's own `routing:` (stored as the importer checked it), parsed by the engine's parser."""
     stored = {pk: (name, routing) for pk, name, routing in ModelAlias.objects.values_list("pk", "name", "routing")}
     # Disabled deployments too: a weight may name one that is off for now.
     deployments: dict[int, list[str]] = {}
@@ -281,9 +281,9 @@ def _policies() -> dict[str, RoutingPolicy]:
     for pk, (name, routing) in stored.items():
         if not routing:
             continue  # routes by priority: DEFAULT_POLICY, which the engine uses for an alias not listed
-        policy, problems = parse_policy(routing, path="routing", deployments=tuple(deployments.get(pk, ())))
+        policy, problems = stored_policy(routing, deployments=tuple(deployments.get(pk, ())))
         if problems:
-            # Only a write past the importer does this (a deployment deleted in the admin, leaving its weight):
+            # Only a write past the importer does this (a deployment removed in the admin, leaving its weight):
             # what parses still applies, and the operator is told what did not.
             log.warning("alias %s: its routing is not all valid (%s); applying the rest", name, "; ".join(problems))
         policies[name] = policy

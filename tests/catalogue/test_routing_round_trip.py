@@ -53,6 +53,20 @@ def test_the_export_gives_back_every_key_as_the_file_wrote_it():
     )
 
 
+def test_weights_and_arms_are_exported_in_the_aliases_deployment_order_whatever_the_database():
+    data = routing_catalogue()
+    routing = data["aliases"][1]["routing"]
+    routing["weights"] = {"premium-gpt4": 1, "mid-mixtral": 2, "cheap-llama": 3}
+    routing["experiment"]["arms"] = {"mid-mixtral": 10, "cheap-llama": 90}
+
+    import_catalogue(data=data)
+    exported = export_catalogue()["aliases"][1]["routing"]
+
+    assert list(exported["weights"].items()) == [("cheap-llama", 3), ("mid-mixtral", 2), ("premium-gpt4", 1)]
+    assert list(exported["experiment"]["arms"]) == ["cheap-llama", "mid-mixtral"]
+    assert not import_catalogue(data={"aliases": export_catalogue()["aliases"]}).has_changes
+
+
 def test_importing_the_export_changes_nothing_and_says_so(tmp_path):
     import_catalogue(data=routing_catalogue())
     path = tmp_path / "catalogue.yaml"
