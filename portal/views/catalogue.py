@@ -284,7 +284,7 @@ class DeploymentRoutingForm(CatalogueEntryForm):
 
 
 def _quota(deployment: Deployment) -> str:
-    limits = [(deployment.rpm_limit, "requests/min"), (deployment.tpm_limit, "tokens/min")]
+    limits = [(deployment.rpm_limit, "req/min"), (deployment.tpm_limit, "tokens/min")]
     return " · ".join(f"{value:,} {unit}" for value, unit in limits if value)
 
 

@@ -43,8 +43,9 @@ def test_the_catalogue_shows_each_aliases_strategy_and_fallbacks_and_each_deploy
     assert "cheapest" in smart and "quality ≥ 0.7" in smart and "<code>claude-sonnet</code>" in smart
     assert ">priority<" in page[page.index('data-testid="routing-claude-sonnet"') :][:200]
     llama = page[page.index('data-testid="deployment-cheap-llama"') :][:3000]
-    assert "0.72" in llama and "<strong>eu</strong>" in llama and '<span class="tag">zero-retention</span>' in llama
-    assert "600 requests/min · 200,000 tokens/min" in llama
+    assert "quality 0.72" in llama and "<strong>eu</strong>" in llama
+    assert '<span class="tag">zero-retention</span>' in llama
+    assert "600 req/min · 200,000 tokens/min" in llama
     assert "breaker state" not in page.lower()
 
 
