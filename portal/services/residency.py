@@ -24,7 +24,7 @@ from routing.control_plane import feed
 RESIDENCY_FIELDS = ("allowed_regions", "required_tags")
 MAX_ENTRIES = 20
 SLUG_MAX_LENGTH = 32
-_SLUG = re.compile(r"[a-z0-9_-]+")
+_SLUG = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class InvalidResidency(InvalidInput):
@@ -55,11 +55,11 @@ def cleaned_slugs(value: object, *, field: str) -> list[str]:
             raise InvalidResidency(field, "each name must be a non-empty string")
         if len(item) > SLUG_MAX_LENGTH:
             raise InvalidResidency(field, f"each name must be at most {SLUG_MAX_LENGTH} characters")
-        slug = item.lower()
-        if not _SLUG.fullmatch(slug):
+        # Checked before lowercasing: some non-ASCII letters lowercase to ASCII ones (the Kelvin sign to "k").
+        if not _SLUG.fullmatch(item):
             # No echo of the name itself: it is the client's, and this message reaches logs and pages.
             raise InvalidResidency(field, "names may contain only letters, digits, hyphens and underscores")
-        slugs.add(slug)
+        slugs.add(item.lower())
     return sorted(slugs)
 
 

@@ -105,6 +105,7 @@ def test_another_tenants_admin_cannot_change_a_teams_residency(team):
         ["eu west"],
         ["eu/west"],
         ["région"],
+        ["\u212a"],  # the Kelvin sign, which lowercases to an ASCII "k"
         ["x" * 33],
         [f"r{n}" for n in range(21)],
     ],
