@@ -1,5 +1,6 @@
 """Console forms. They validate input and offer only choices the user may pick; services do the writing."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -8,6 +9,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from portal.models import Membership, Product, Subscription, Team, Tenant
+from portal.services import residency
 
 _TEXTAREA = {"rows": 3}
 
@@ -91,6 +93,50 @@ class SubscribeForm(forms.Form):
         return team
 
 
+class ResidencyNamesField(forms.CharField):
+    """Regions or tags typed as one line, "eu, us-east"; cleaned to the list the services store."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("required", False)
+        # Room for the most names allowed, each at its longest, with ", " between them.
+        kwargs.setdefault("max_length", residency.MAX_ENTRIES * (residency.SLUG_MAX_LENGTH + 2))
+        kwargs.setdefault("widget", forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list | tuple) else value
+
+    def clean(self, value) -> list[str]:
+        text = super().clean(value)
+        names = [name for name in re.split(r"[,\s]+", text) if name]
+        try:
+            return residency.cleaned_slugs(names, field="names")
+        except residency.InvalidResidency as exc:
+            raise forms.ValidationError(exc.sentence()) from None
+
+
+def _regions_help(team: Team) -> str:
+    if team.allowed_regions:
+        return f"Comma-separated, within the team's: {', '.join(team.allowed_regions)}. Empty: all of those."
+    return "Comma-separated, e.g. “eu”. Empty: any region the team may use."
+
+
+class ResidencyForm(forms.Form):
+    """A team's data residency, on its page (posted there with form=residency)."""
+
+    NAME = "residency"
+
+    allowed_regions = ResidencyNamesField(
+        label="Allowed regions",
+        help_text="Comma-separated, e.g. “eu, us-east”. Calls go only to deployments in these regions. "
+        "Empty: any region.",
+    )
+    required_tags = ResidencyNamesField(
+        label="Required tags",
+        help_text="Comma-separated, e.g. “zero-retention”. Calls go only to deployments carrying every one.",
+    )
+
+
 EXPIRY_CHOICES = [("", "Never"), ("7", "In 7 days"), ("30", "In 30 days"), ("90", "In 90 days"), ("365", "In a year")]
 
 
@@ -115,15 +161,34 @@ class NewKeyForm(forms.Form):
     tpm_limit = forms.IntegerField(
         required=False, min_value=1, label="Tokens per minute", help_text="Optional limit for this key."
     )
+    allowed_regions = ResidencyNamesField(label="Allowed regions")
+    required_tags = ResidencyNamesField(
+        label="Required tags",
+        help_text="Comma-separated; deployments must carry these on top of the team's own required tags.",
+    )
 
     def __init__(self, *args, team: Team, **kwargs):
         super().__init__(*args, **kwargs)
+        self.team = team
+        self.fields["allowed_regions"].help_text = _regions_help(team)
+        if team.required_tags:
+            self.fields["required_tags"].help_text += f" The team requires: {', '.join(team.required_tags)}."
         self.fields["subscriptions"].queryset = (
             Subscription.objects.filter(team=team, status=Subscription.Status.ACTIVE)
             .select_related("product")
             .order_by("product__name")
         )
         self.fields["subscriptions"].label_from_instance = lambda subscription: subscription.product.name
+
+    def clean(self):
+        data = super().clean()
+        # The service refuses this too; checking here puts the message beside the field.
+        if "allowed_regions" in data:
+            outside = residency.regions_outside_team(team=self.team, regions=data["allowed_regions"])
+            if outside:
+                listed = ", ".join(self.team.allowed_regions)
+                self.add_error("allowed_regions", f"Not among the team's regions ({listed}): {', '.join(outside)}.")
+        return data
 
     def expires_at(self):
         days = self.cleaned_data.get("expires_in_days")

@@ -27,6 +27,10 @@ class Team(DataPlaneModel):
     # Cluster-wide limits over all the team's keys; empty means no team-wide limit.
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    # Data residency (portal/services/residency.py): regions its keys' calls may run in (empty: any region),
+    # and tags every deployment they reach must carry. Lowercase slugs.
+    allowed_regions = models.JSONField(default=list, blank=True)
+    required_tags = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -89,6 +93,9 @@ class APIKey(DataPlaneModel):
     last_used_at = models.DateTimeField(null=True, blank=True)
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    # Narrowing the team's residency: regions within the team's (empty: the team's), tags on top of the team's.
+    allowed_regions = models.JSONField(default=list, blank=True)
+    required_tags = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

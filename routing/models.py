@@ -48,6 +48,12 @@ class Deployment(DataPlaneModel):
     context_window = models.PositiveIntegerField(null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     capabilities = models.JSONField(default=list, blank=True)  # chat, embeddings, tools, vision, json
+    # What routing chooses by (core.values.Target): the operator's score, where it runs, and the provider's quota.
+    quality = models.FloatField(null=True, blank=True)  # 0-1
+    region = models.CharField(max_length=32, blank=True)  # e.g. "eu"; empty: unknown
+    tags = models.JSONField(default=list, blank=True)  # slugs, e.g. ["zero-retention"]
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True)
     is_enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -68,6 +74,8 @@ class ModelAlias(DataPlaneModel):
     baseline_deployment = models.ForeignKey(
         Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The catalogue's `routing:` mapping as routing/engine/policy.py's policy_to_dict writes it; {}: by priority.
+    routing = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

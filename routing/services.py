@@ -1,4 +1,4 @@
-"""Catalogue writes for the REST API, one entry at a time.
+"""Catalogue writes for the REST API and the console, one entry at a time.
 
 Each write goes through the catalogue importer as a one-entry document, so the API refuses exactly what
 `manage.py import_catalogue` refuses: bad names, kinds and prices, and base URLs that routing/ssrf.py rejects
@@ -24,6 +24,11 @@ _DEPLOYMENT_FIELDS = (
     "context_window",
     "max_output_tokens",
     "capabilities",
+    "quality",
+    "region",
+    "tags",
+    "rpm_limit",
+    "tpm_limit",
     "is_enabled",
 )
 
@@ -64,6 +69,8 @@ def update_alias(*, alias: ModelAlias, changes: dict, updated_by) -> ModelAlias:
     current = {
         "description": alias.description,
         "deployments": [route.deployment.name for route in alias.routes.select_related("deployment")],
+        # Checked again with the changes: new deployments must still cover its weights and experiment arms.
+        "routing": alias.routing,
     }
     values = {**current, **changes, "name": alias.name}
     return _write(ModelAlias, "aliases", _document_entry(values), actor=updated_by, verb="updated")

@@ -6,6 +6,7 @@ is refused exactly like one that does not exist, so ids cannot be probed.
 
 from datetime import timedelta
 
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -14,6 +15,7 @@ from rest_framework import serializers
 from portal import selectors
 from portal.api.inputs import POSITIVE_INT_MAX, TEXT_MAX_LENGTH, BoundedModelSerializer, DecimalString, StrictTypes
 from portal.models import APIKey, AuditLogEntry, Invitation, Membership, Product, Subscription, Team, Tenant
+from portal.services import residency
 from routing.models import ModelAlias
 
 
@@ -40,6 +42,25 @@ class UserEmail(serializers.RelatedField):
         return value.email or value.get_username()
 
 
+class ResidencyNames(serializers.ListField):
+    """A list of regions or tags: short names of letters, digits, hyphens and underscores, stored lowercase,
+    each once (portal/services/residency.py checks them; this only answers in the field's name)."""
+
+    def __init__(self, **kwargs) -> None:
+        name = serializers.CharField(
+            min_length=1,
+            max_length=residency.SLUG_MAX_LENGTH,
+            validators=[RegexValidator(r"^[A-Za-z0-9_-]+$")],
+        )
+        super().__init__(child=name, max_length=residency.MAX_ENTRIES, **kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            return residency.cleaned_slugs(data, field=self.field_name)
+        except residency.InvalidResidency as exc:
+            raise serializers.ValidationError(exc.problem) from None
+
+
 # --- Tenants, teams and members -------------------------------------------------------------------------------
 
 
@@ -52,11 +73,14 @@ class TenantSerializer(BoundedModelSerializer):
 
 class TeamSerializer(BoundedModelSerializer):
     tenant = Visible(selectors.visible_tenants, queryset=Tenant.objects.all())
+    allowed_regions = ResidencyNames(read_only=True, help_text="Regions its keys may reach; empty: any region.")
+    required_tags = ResidencyNames(read_only=True, help_text="Tags every deployment its keys reach must carry.")
 
     class Meta:
         model = Team
-        fields = ["id", "tenant", "name", "slug", "rpm_limit", "tpm_limit", "created_at"]
-        read_only_fields = ["slug", "rpm_limit", "tpm_limit", "created_at"]  # changed by PATCH (RateLimits)
+        fields = ["id", "tenant", "name", "slug", "rpm_limit", "tpm_limit", *residency.RESIDENCY_FIELDS, "created_at"]
+        # Changed by PATCH (TeamChangesSerializer).
+        read_only_fields = ["slug", "rpm_limit", "tpm_limit", "created_at"]
 
 
 class MembershipSerializer(BoundedModelSerializer):
@@ -165,8 +189,18 @@ class RateLimitsSerializer(StrictTypes, serializers.Serializer):
         if unknown:
             raise serializers.ValidationError({name: ["This field cannot be changed here."] for name in unknown})
         if not attrs:
-            raise serializers.ValidationError("Send rpm_limit and/or tpm_limit.")
+            *others, last = self.fields
+            raise serializers.ValidationError(f"Send {', '.join(others)} and/or {last}.")
         return attrs
+
+
+class TeamChangesSerializer(RateLimitsSerializer):
+    """`PATCH teams/{id}`: the team's RPM/TPM limits (tenant admins), and its data residency (team owners
+    too): `allowed_regions` replaces the regions its keys may reach ([] for any region), `required_tags` the
+    tags every deployment they reach must carry. Fields left out stay as they are."""
+
+    allowed_regions = ResidencyNames(required=False)
+    required_tags = ResidencyNames(required=False)
 
 
 class DecisionSerializer(StrictTypes, serializers.Serializer):
@@ -183,6 +217,10 @@ class APIKeySerializer(BoundedModelSerializer):
     subscriptions = Visible(
         selectors.visible_subscriptions, queryset=Subscription.objects.all(), many=True, required=False
     )
+    allowed_regions = ResidencyNames(
+        required=False, help_text="Within the team's regions, when it has some; empty: the team's."
+    )
+    required_tags = ResidencyNames(required=False, help_text="Required on top of the team's tags.")
 
     class Meta:
         model = APIKey
@@ -197,6 +235,7 @@ class APIKeySerializer(BoundedModelSerializer):
             "expires_at",
             "rpm_limit",
             "tpm_limit",
+            *residency.RESIDENCY_FIELDS,
             "is_revoked",
             "revoked_at",
             "last_used_at",
@@ -219,6 +258,18 @@ class APIKeySerializer(BoundedModelSerializer):
         if value is not None and value <= timezone.now():
             raise serializers.ValidationError("must be in the future")
         return value
+
+    def validate(self, attrs: dict) -> dict:
+        if "team" in attrs:
+            try:
+                residency.check_key_residency(
+                    team=attrs["team"],
+                    allowed_regions=attrs.get("allowed_regions"),
+                    required_tags=attrs.get("required_tags"),
+                )
+            except residency.InvalidResidency as exc:
+                raise serializers.ValidationError({exc.field: [exc.problem]}) from None
+        return attrs
 
 
 class IssuedKeySerializer(APIKeySerializer):

@@ -6,6 +6,9 @@ Lists and their create (`GET`/`POST tenants/`) share a read-only viewset; each a
 they can see but may not act on 403.
 """
 
+from collections.abc import Mapping
+
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, mixins, status, viewsets
@@ -24,7 +27,9 @@ from portal.api.query import Filter, PageNumbers, filtered, require_path_ids
 from portal.api.schema import ApiSchema
 from portal.errors import InvalidInput, InvalidTransition
 from portal.models import APIKey, AuditLogEntry, Invitation, Subscription
+from portal.services.limits import RATE_LIMIT_FIELDS
 from portal.services.products import create_product
+from portal.services.residency import RESIDENCY_FIELDS
 
 
 class APIDefaults:
@@ -88,13 +93,34 @@ class TeamViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
         team = services.create_team(tenant=tenant, name=body.validated_data["name"], owner=request.user)
         return Response(serializers.TeamSerializer(team).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=serializers.RateLimitsSerializer, responses={200: serializers.TeamSerializer})
+    @extend_schema(request=serializers.TeamChangesSerializer, responses={200: serializers.TeamSerializer})
     def partial_update(self, request: Request, pk: int) -> Response:
-        """Change the team's RPM/TPM limits (tenant and platform admins)."""
+        """Change the team's RPM/TPM limits (tenant and platform admins) and/or its data residency (its owners
+        too)."""
         team = self.get_object()
-        changes = _rate_limits(request, tenant=team.tenant)
-        team = services.set_rate_limits(target=team, changes=changes, changed_by=request.user)
+        changes = _team_changes(request, team=team)
+        limits = {name: changes[name] for name in RATE_LIMIT_FIELDS if name in changes}
+        where = {name: changes[name] for name in RESIDENCY_FIELDS if name in changes}
+        with transaction.atomic():  # both or neither
+            if limits:
+                team = services.set_rate_limits(target=team, changes=limits, changed_by=request.user)
+            if where:
+                team = services.set_team_residency(team=team, changed_by=request.user, **where)
         return Response(serializers.TeamSerializer(team).data)
+
+
+def _team_changes(request: Request, *, team) -> dict:
+    # Who may comes before what was sent, as for rate limits: a member learns nothing from a 400. Only the
+    # residency fields are a team owner's to change; anything else asks for a tenant admin.
+    sent = set(request.data) if isinstance(request.data, Mapping) else set()
+    if sent & set(RESIDENCY_FIELDS) and not sent & set(RATE_LIMIT_FIELDS):
+        message = "only the team's owners and the tenant's admins can change its data residency"
+        require(roles.can_manage_team(request.user, team), message)
+    else:
+        require(roles.is_tenant_admin(request.user, team.tenant), "only the tenant's admins can change rate limits")
+    body = serializers.TeamChangesSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    return dict(body.validated_data)
 
 
 def _rate_limits(request: Request, *, tenant) -> dict:

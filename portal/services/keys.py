@@ -8,7 +8,8 @@ from django.utils import timezone
 from portal.errors import InvalidInput, InvalidTransition
 from portal.keys import display_prefix, generate_key, hash_key
 from portal.models import APIKey, Subscription, Team
-from portal.services import audit
+from portal.services import audit, residency
+from routing.control_plane import feed
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,22 @@ def issue_api_key(
     tpm_limit: int | None = None,
     source: str = APIKey.Source.OPERATOR,
     subscriptions: list[Subscription] | None = None,
+    allowed_regions: list[str] | None = None,
+    required_tags: list[str] | None = None,
     created_by=None,
     actor_label: str = "",
 ) -> IssuedKey:
+    """A new key. `allowed_regions` must lie within the team's regions, when the team has some; empty means the
+    team's. `required_tags` add to the team's (portal/services/residency.py)."""
     for subscription in subscriptions or []:
         if subscription.team_id != team.pk:
             raise InvalidInput("a key can only be scoped to its own team's subscriptions")
+    # The feed's counter before reading the team's regions: a change of them being written commits first, so
+    # the key is checked against the regions the team has, not the ones it had.
+    feed.hold_feed()
+    allowed_regions, required_tags = residency.check_key_residency(
+        team=team, allowed_regions=allowed_regions, required_tags=required_tags
+    )
     secret = generate_key()
     api_key = APIKey.objects.create(
         team=team,
@@ -45,11 +56,15 @@ def issue_api_key(
         expires_at=expires_at,
         rpm_limit=rpm_limit,
         tpm_limit=tpm_limit,
+        allowed_regions=allowed_regions,
+        required_tags=required_tags,
         created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
     )
     if subscriptions:
         api_key.subscriptions.set(subscriptions)
     details = {"prefix": api_key.prefix, "source": source, "aliases": api_key.allowed_aliases}
+    if allowed_regions or required_tags:
+        details |= {"allowed_regions": allowed_regions, "required_tags": required_tags}
     audit.record(
         tenant=team.tenant,
         actor=created_by,
@@ -98,6 +113,8 @@ def rotate_api_key(*, api_key: APIKey, rotated_by=None, grace_s: int = 24 * 3600
         tpm_limit=old.tpm_limit,
         source=old.source,
         subscriptions=list(old.subscriptions.all()),
+        allowed_regions=_regions_reached(old),
+        required_tags=old.required_tags,
         created_by=rotated_by,
     )
     issued.api_key.rotated_from = old
@@ -113,3 +130,16 @@ def rotate_api_key(*, api_key: APIKey, rotated_by=None, grace_s: int = 24 * 3600
         details={"prefix": old.prefix, "new_prefix": issued.api_key.prefix, "grace_s": grace_s},
     )
     return issued
+
+
+def _regions_reached(api_key: APIKey) -> list[str]:
+    """The regions a key reaches today, as a successor must list them to reach the same: its own within its
+    team's. Its team may have been narrowed since the key was made."""
+    team_regions, key_regions = api_key.team.allowed_regions, api_key.allowed_regions
+    if not (team_regions and key_regions):
+        return list(key_regions)
+    reached = sorted(set(key_regions) & set(team_regions))
+    if not reached:
+        # An empty list would mean "the team's regions": the successor would reach more than this key does.
+        raise InvalidInput("this key reaches none of its team's regions any more: make a new key instead")
+    return reached

@@ -12,6 +12,7 @@ from portal import services
 from portal.errors import PortalError
 from portal.forms import NewKeyForm, RevokeKeyForm, RotateKeyForm
 from portal.models import APIKey
+from portal.services.residency import InvalidResidency
 from portal.views import access
 from portal.views.rendering import as_sentence, render_page
 
@@ -40,9 +41,14 @@ def new_key(request, team_id: int):
                 expires_at=form.expires_at(),
                 rpm_limit=form.cleaned_data.get("rpm_limit"),
                 tpm_limit=form.cleaned_data.get("tpm_limit"),
+                allowed_regions=form.cleaned_data["allowed_regions"],
+                required_tags=form.cleaned_data["required_tags"],
                 source=APIKey.Source.PORTAL,
                 created_by=request.user,
             )
+        except InvalidResidency as exc:
+            # The team's regions changed between the form's check and this write.
+            form.add_error(exc.field, exc.sentence())
         except PortalError as exc:
             form.add_error(None, as_sentence(exc))
         else:

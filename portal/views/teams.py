@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, Value, When
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -12,9 +13,10 @@ from django.views.decorators.http import require_POST
 from billing import selectors as billing_selectors
 from portal import roles, selectors, services
 from portal.errors import PortalError
-from portal.forms import GRACE_CHOICES, CreateTeamForm, InviteMemberForm, RotateKeyForm
+from portal.forms import GRACE_CHOICES, CreateTeamForm, InviteMemberForm, ResidencyForm, RotateKeyForm
 from portal.models import Invitation, Membership, Subscription
 from portal.services import console as console_services
+from portal.services import residency
 from portal.views import access
 from portal.views.rendering import as_sentence, paginate, render_page
 
@@ -65,7 +67,7 @@ def _key_state(key, now) -> str:
     return "active"
 
 
-def _team_page(request, team, *, invite_form=None):
+def _team_page(request, team, *, invite_form=None, residency_form=None):
     subscriptions = team.subscriptions.select_related("product", "requested_by").annotate(
         rank=Case(
             When(status=Subscription.Status.ACTIVE, then=Value(0)),
@@ -90,6 +92,9 @@ def _team_page(request, team, *, invite_form=None):
         "members": team.memberships.select_related("user").order_by("role", "user__email"),
         "invitations": team.invitations.filter(accepted_at__isnull=True).order_by("-created_at"),
         "invite_form": invite_form or InviteMemberForm(),
+        "residency_form": residency_form
+        or ResidencyForm(initial={"allowed_regions": team.allowed_regions, "required_tags": team.required_tags}),
+        "residency_form_name": ResidencyForm.NAME,
         "grace_choices": GRACE_CHOICES,
         "default_grace_s": RotateKeyForm.base_fields["grace_s"].initial,
     }
@@ -98,7 +103,36 @@ def _team_page(request, team, *, invite_form=None):
 
 @login_required
 def team_detail(request, team_id: int):
+    if request.method == "POST":
+        # The page's own forms post here, named by `form` (the residency form is the one so far).
+        if request.POST.get("form") != ResidencyForm.NAME:
+            return HttpResponseBadRequest("Unknown form.")
+        return _change_residency(request, access.team_to_manage(request.user, team_id))
     return _team_page(request, access.team_to_view(request.user, team_id))
+
+
+def _change_residency(request, team):
+    form = ResidencyForm(request.POST)
+    if form.is_valid():
+        try:
+            team = services.set_team_residency(team=team, changed_by=request.user, **form.cleaned_data)
+        except residency.InvalidResidency as exc:
+            form.add_error(exc.field, exc.sentence())
+        except PortalError as exc:
+            form.add_error(None, as_sentence(exc))
+        else:
+            messages.success(request, "Data residency saved. The gateways apply it within seconds.")
+            beyond = residency.keys_beyond_team(team=team)
+            if beyond:
+                named = ", ".join(f"{key.prefix}…" for key in beyond[:3])
+                more = f" and {len(beyond) - 3} more" if len(beyond) > 3 else ""
+                messages.warning(
+                    request,
+                    f"Keys {named}{more} list regions outside the team's: they now reach only the regions "
+                    "in both lists, or none.",
+                )
+            return redirect(reverse("console:team", args=[team.pk]) + "#residency")
+    return _team_page(request, team, residency_form=form)
 
 
 @login_required

@@ -1,15 +1,25 @@
 """The model catalogue over REST. Field names are the models'; checks are the catalogue importer's
 (routing/services.py), so an entry the API accepts is one `import_catalogue` accepts too."""
 
+import json
+from dataclasses import fields
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.values import STRATEGIES, BreakerPolicy, RetryPolicy
 from portal.api.inputs import BoundedModelSerializer, DecimalString
-from routing.catalogue.schema import CAPABILITIES
+from routing.catalogue.fields import LOWER_SLUG, LOWER_SLUG_MESSAGE
+from routing.catalogue.policies import routing_mapping
+from routing.catalogue.schema import CAPABILITIES, MAX_FALLBACKS, MAX_TAGS, SLUG_MAX_LENGTH
 from routing.models import Deployment, ModelAlias, Provider
 from routing.providers.registry import KINDS
 
 MAX_TIMEOUT_S = 3600.0
+# An alias's `routing:` as JSON; weights for 50 deployments with long names fit several times over.
+ROUTING_MAX_CHARS = 20_000
+SLUG_PATTERN = f"^{LOWER_SLUG.pattern}$"
+_SLUG_MESSAGES = {"invalid": LOWER_SLUG_MESSAGE}
 
 
 @extend_schema_field(
@@ -85,6 +95,16 @@ class DeploymentSerializer(BoundedModelSerializer):
     output_per_1m = DecimalString()
     cached_input_per_1m = DecimalString(required=False, allow_null=True)
     capabilities = serializers.ListField(child=serializers.ChoiceField(choices=CAPABILITIES), required=False)
+    quality = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    # The catalogue importer's rule (routing/catalogue/fields.py), here so that the schema shows it.
+    region = serializers.RegexField(
+        SLUG_PATTERN, max_length=SLUG_MAX_LENGTH, required=False, allow_blank=True, error_messages=_SLUG_MESSAGES
+    )
+    tags = serializers.ListField(
+        child=serializers.RegexField(SLUG_PATTERN, max_length=SLUG_MAX_LENGTH, error_messages=_SLUG_MESSAGES),
+        max_length=MAX_TAGS,
+        required=False,
+    )
 
     class Meta:
         model = Deployment
@@ -99,11 +119,19 @@ class DeploymentSerializer(BoundedModelSerializer):
             "context_window",
             "max_output_tokens",
             "capabilities",
+            "quality",
+            "region",
+            "tags",
+            "rpm_limit",
+            "tpm_limit",
             "is_enabled",
             "updated_at",
         ]
         read_only_fields = ["updated_at"]
-        extra_kwargs = {"context_window": {"min_value": 1}, "max_output_tokens": {"min_value": 1}}  # the importer's
+        # The importer's: counts start at 1.
+        extra_kwargs = {
+            name: {"min_value": 1} for name in ("context_window", "max_output_tokens", "rpm_limit", "tpm_limit")
+        }
 
 
 class DeploymentChangeSerializer(DeploymentSerializer):
@@ -120,12 +148,79 @@ class AliasRoutes(serializers.ListField):
         return [route.deployment.name for route in alias.routes.all()]
 
 
+def _numbers(*names: str) -> dict:
+    return {"type": "object", "properties": {name: {"type": "number"} for name in names}, "additionalProperties": False}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "description": "How the alias chooses among its deployments: the catalogue's `routing:` mapping, with the "
+        "bounds routing/catalogue documents. Weights and experiment arms name the alias's own deployments; "
+        "fallbacks name other aliases. {} or null routes by priority; a PATCH replaces the whole mapping.",
+        "properties": {
+            "strategy": {"type": "string", "enum": list(STRATEGIES)},
+            "min_quality": {"type": "number", "minimum": 0, "maximum": 1},
+            "weights": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
+            "fallbacks": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_FALLBACKS},
+            "retry": _numbers(*(f.name for f in fields(RetryPolicy))),
+            "breaker": _numbers(*(f.name for f in fields(BreakerPolicy))),
+            "experiment": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "arms": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                },
+                "additionalProperties": False,
+            },
+            "bandit": {
+                "type": "object",
+                "properties": {
+                    "weights": _numbers("quality", "cost", "latency"),
+                    "exploration": {"type": "number", "minimum": 0, "maximum": 1},
+                },
+                "additionalProperties": False,
+            },
+        },
+        "additionalProperties": False,
+        "example": {"strategy": "cheapest", "min_quality": 0.7},
+    }
+)
+class AliasRouting(serializers.Field):
+    """How the alias routes, as the catalogue's `routing:` mapping: checked by the catalogue importer (the
+    engine's parse_policy, and fallbacks naming aliases that exist)."""
+
+    default_error_messages = {
+        # DRF fills these in with str.format: braces are doubled.
+        "not_a_mapping": 'Must be a mapping such as {{"strategy": "cheapest"}}, or null to route by priority.',
+        "too_long": f"Must be at most {ROUTING_MAX_CHARS} characters as JSON.",
+    }
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(required=False, allow_null=True, **kwargs)
+
+    def get_attribute(self, alias: ModelAlias) -> dict:
+        return routing_mapping(alias.routing, deployments=tuple(route.deployment.name for route in alias.routes.all()))
+
+    def to_representation(self, value: dict) -> dict:
+        return value
+
+    def to_internal_value(self, data) -> dict:
+        if not isinstance(data, dict):
+            self.fail("not_a_mapping")
+        if len(json.dumps(data)) > ROUTING_MAX_CHARS:
+            self.fail("too_long")
+        return data
+
+
 class ModelAliasSerializer(BoundedModelSerializer):
     deployments = AliasRoutes(min_length=1, max_length=50)
+    routing = AliasRouting()
 
     class Meta:
         model = ModelAlias
-        fields = ["id", "name", "description", "deployments", "updated_at"]
+        fields = ["id", "name", "description", "deployments", "routing", "updated_at"]
         read_only_fields = ["updated_at"]
 
 

@@ -1,8 +1,12 @@
 """The model catalogue over REST: every signed-in user reads it (never a credential), platform admins write it
 through routing/services.py. Names cannot change (other entries and products refer to them)."""
 
+import re
+from contextlib import contextmanager
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -10,7 +14,30 @@ from portal.api.permissions import IsPlatformAdminOrReadOnly
 from portal.api.views import APIDefaults
 from routing import services
 from routing.api import serializers
+from routing.catalogue import CatalogueError
 from routing.models import Deployment, ModelAlias, Provider
+
+# "aliases[0].routing.retry.max_attempts: must be ..." -> field "routing", the rest of the path, the message
+_ENTRY_PROBLEM = re.compile(r"^[a-z]+\[\d+\](?:\.(?P<field>[a-z_0-9]+)(?P<within>[^:]*))?: (?P<message>.*)$", re.S)
+
+
+@contextmanager
+def problems_by_field():
+    """A refused entry answers 400 with its problems under the fields they are about, as a serializer's are;
+    a problem inside a mapping keeps its path: {"routing": ["routing.retry.max_attempts: must be ..."]}."""
+    try:
+        yield
+    except CatalogueError as exc:
+        problems: dict[str, list[str]] = {}
+        for error in exc.errors:
+            match = _ENTRY_PROBLEM.match(error)
+            if match is None or match["field"] is None:
+                problems.setdefault("non_field_errors", []).append(match["message"] if match else error)
+            elif match["within"].startswith("."):  # a key inside a mapping (a list's index is left out, as ever)
+                problems.setdefault(match["field"], []).append(f"{match['field']}{match['within']}: {match['message']}")
+            else:
+                problems.setdefault(match["field"], []).append(match["message"])
+        raise ValidationError(problems) from None
 
 
 class CatalogueViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
@@ -26,7 +53,8 @@ class CatalogueViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
     def create(self, request: Request) -> Response:
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
-        entry = type(self).create_entry(values=self._values(dict(body.validated_data)), created_by=request.user)
+        with problems_by_field():
+            entry = type(self).create_entry(values=self._values(dict(body.validated_data)), created_by=request.user)
         return Response(self.get_serializer(self._reloaded(entry)).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, pk: int) -> Response:
@@ -34,7 +62,8 @@ class CatalogueViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
         body = self.change_serializer_class(entry, data=request.data, partial=True)
         body.is_valid(raise_exception=True)
         changes = self._values(dict(body.validated_data))
-        entry = type(self).update_entry(entry, changes=changes, updated_by=request.user)
+        with problems_by_field():
+            entry = type(self).update_entry(entry, changes=changes, updated_by=request.user)
         return Response(self.get_serializer(self._reloaded(entry)).data)
 
     def _reloaded(self, entry):
@@ -96,7 +125,9 @@ class DeploymentViewSet(CatalogueViewSet):
 
 class ModelAliasViewSet(CatalogueViewSet):
     """The names clients send as `model`; `deployments` lists deployment names in priority order (a PATCH
-    replaces the whole list). Readable by everyone signed in, written by platform admins."""
+    replaces the whole list), `routing` says how they are chosen (the catalogue's `routing:` mapping; a PATCH
+    replaces it whole, null or {} routes by priority). Readable by everyone signed in, written by platform
+    admins."""
 
     serializer_class = serializers.ModelAliasSerializer
     change_serializer_class = serializers.ModelAliasChangeSerializer

@@ -26,11 +26,20 @@ The format (every section is optional; a field written as null counts as left ou
         # cached_input_per_1m: "0.075" # default none
         # context_window: 128000       # default none; max_output_tokens likewise
         # capabilities: [chat, tools]  # any of chat, embeddings, tools, vision, json; default none
+        # quality: 0.72                # default none; the operator's score from 0 to 1 (routing's min_quality)
+        # region: eu                   # default none; where it runs: a lowercase slug of at most 32 characters
+        # tags: [zero-retention]       # default none; at most 20 such slugs
+        # rpm_limit: 600               # default none; the provider's quota for it per minute; tpm_limit likewise
         # enabled: true                # default true
     aliases:
       - name: gpt-4o-mini              # required; the `model` clients send
         deployments: [main-gpt-4o-mini]   # required; priority order, first tried first
         # description: ...
+        # routing:                     # default: by priority, in the order above
+        #   strategy: cheapest         # and the rest of routing/engine/policy.py's format: min_quality, weights,
+        #   fallbacks: [gpt-4o]        # fallbacks, retry, breaker, experiment, bandit. Weights and experiment
+                                       # arms name this alias's deployments; fallbacks name other aliases, in
+                                       # this file or stored (at most 10)
 
 Prices are decimals written as strings or whole numbers. A bare YAML float (0.15) is accepted by converting it
 with str(), its shortest spelling, so it means exactly 0.15; quoting is still clearer. Negative, NaN and

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django.db.models import Prefetch
 
+from routing.catalogue.policies import routing_mapping
 from routing.models import AliasDeployment, Deployment, ModelAlias, Provider
 
 
@@ -56,6 +57,17 @@ def _deployment_entry(deployment: Deployment) -> dict:
         entry["max_output_tokens"] = deployment.max_output_tokens
     if deployment.capabilities:
         entry["capabilities"] = list(deployment.capabilities)
+    # Routing facts only when set, so a catalogue that has none exports as it did before they existed.
+    if deployment.quality is not None:
+        entry["quality"] = deployment.quality
+    if deployment.region:
+        entry["region"] = deployment.region
+    if deployment.tags:
+        entry["tags"] = list(deployment.tags)
+    if deployment.rpm_limit is not None:
+        entry["rpm_limit"] = deployment.rpm_limit
+    if deployment.tpm_limit is not None:
+        entry["tpm_limit"] = deployment.tpm_limit
     entry["enabled"] = deployment.is_enabled
     return entry
 
@@ -65,4 +77,7 @@ def _alias_entry(alias: ModelAlias) -> dict:
     if alias.description:
         entry["description"] = alias.description
     entry["deployments"] = [route.deployment.name for route in alias.routes.all()]
+    routing = routing_mapping(alias.routing, deployments=tuple(entry["deployments"]))
+    if routing:
+        entry["routing"] = routing
     return entry

@@ -10,6 +10,9 @@ _PRICE_PLACES = 10
 _PRICE_LIMIT = Decimal(10) ** 10
 # The largest value a PositiveIntegerField holds on every database we support.
 _COUNT_LIMIT = 2_147_483_647
+# A region or a tag. Lowercase only: a team allowed "eu" must not miss a deployment written "EU".
+LOWER_SLUG = re.compile(r"[-a-z0-9_]+")
+LOWER_SLUG_MESSAGE = "must contain only lowercase letters, digits, hyphens and underscores"
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,58 @@ class Entry:
             return None
         if not 1 <= value <= _COUNT_LIMIT:
             self.fail(key, f"must be between 1 and {_COUNT_LIMIT}")
+            return None
+        return value
+
+    def fraction(self, key: str) -> float | None:
+        """A score from 0 to 1; an int is taken (1 means 1.0)."""
+        value = self._present(key, required=False)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            self.fail(key, "must be a number from 0 to 1")
+            return None
+        if not 0 <= value <= 1:
+            self.fail(key, f"must be from 0 to 1, not {value}")
+            return None
+        return float(value)
+
+    def slug(self, key: str, *, max_length: int) -> str:
+        """A short lowercase name such as a region ("eu"); empty when left out or written empty."""
+        value = self._present(key, required=False)
+        if value is None or value == "":
+            return ""
+        return self._checked_slug(key, value, max_length=max_length) or ""
+
+    def slugs(self, key: str, *, max_count: int, max_length: int) -> tuple[str, ...]:
+        """A list of distinct short lowercase names such as tags; empty when left out."""
+        value = self._present(key, required=False)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.fail(key, "must be a list")
+            return ()
+        if len(value) > max_count:
+            self.fail(key, f"must have at most {max_count} entries, not {len(value)}")
+            return ()
+        slugs: list[str] = []
+        for index, item in enumerate(value):
+            slug = self._checked_slug(f"{key}[{index}]", item, max_length=max_length)
+            if slug is not None and slug in slugs:
+                self.fail(f"{key}[{index}]", f"{slug!r} is listed twice")
+            elif slug is not None:
+                slugs.append(slug)
+        return tuple(slugs)
+
+    def _checked_slug(self, key: str, value: object, *, max_length: int) -> str | None:
+        if not isinstance(value, str) or not value:
+            self.fail(key, _not_a_string(value, "must be a non-empty string"))
+            return None
+        if len(value) > max_length:
+            self.fail(key, f"must be at most {max_length} characters")
+            return None
+        if not LOWER_SLUG.fullmatch(value):
+            self.fail(key, LOWER_SLUG_MESSAGE)
             return None
         return value
 

@@ -1,11 +1,13 @@
 """Applying a checked catalogue: an idempotent upsert of providers, deployments and aliases, all or nothing."""
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import models, transaction
 
 from routing.catalogue.schema import (
+    SECTIONS,
     AliasSpec,
     CatalogueError,
     CheckedCatalogue,
@@ -53,12 +55,25 @@ def import_catalogue(*, data: dict, source: str = "<data>") -> ImportReport:
     with transaction.atomic():
         errors = checked.errors + _unresolved_references(checked) + _moved_base_urls(checked)
         if errors:
-            raise CatalogueError(errors, source=source)
+            raise CatalogueError(sorted(errors, key=_entry_position), source=source)
         report = ImportReport(source=source)
         _apply_providers(checked.providers, report.providers)
         _apply_deployments(checked.deployments, report.deployments)
         _apply_aliases(checked.aliases, report.aliases)
     return report
+
+
+_ENTRY_PATH = re.compile(r"^(?P<section>[a-z]+)\[(?P<index>\d+)\]")
+
+
+def _entry_position(error: str) -> tuple[int, int]:
+    """Where in the file a problem is, so that problems read top to bottom: an entry's reference problems
+    (found against the database) come after its value problems, not after the whole file's. Problems with the
+    document as a whole come first."""
+    match = _ENTRY_PATH.match(error)
+    if match is None or match["section"] not in SECTIONS:
+        return (-1, 0)
+    return (SECTIONS.index(match["section"]), int(match["index"]))
 
 
 def _stored_base_urls(data: object) -> dict[str, str]:
@@ -82,16 +97,21 @@ def _moved_base_urls(checked: CheckedCatalogue) -> list[str]:
 
 
 def _unresolved_references(checked: CheckedCatalogue) -> list[str]:
-    models_by_section = {"providers": Provider, "deployments": Deployment}
-    errors = []
-    for section, model in models_by_section.items():
-        references = [reference for reference in checked.references if reference.section == section]
-        outside_file = {reference.name for reference in references} - checked.declared[section]
+    """References (in document order) to names neither the file nor the database defines."""
+    # section -> its model, and what one entry is called; aliases are referred to by routing.fallbacks
+    sections = {"providers": (Provider, "provider"), "deployments": (Deployment, "deployment")}
+    sections["aliases"] = (ModelAlias, "alias")
+    known = {}
+    for section, (model, _) in sections.items():
+        names = {reference.name for reference in checked.references if reference.section == section}
+        outside_file = names - checked.declared[section]
         stored = set(model.objects.filter(name__in=outside_file).values_list("name", flat=True))
-        known = checked.declared[section] | stored
-        kind = section.removesuffix("s")
-        errors += [f"{ref.path}: unknown {kind} {ref.name!r}" for ref in references if ref.name not in known]
-    return errors
+        known[section] = checked.declared[section] | stored
+    return [
+        f"{ref.path}: unknown {sections[ref.section][1]} {ref.name!r}"
+        for ref in checked.references
+        if ref.name not in known[ref.section]
+    ]
 
 
 def _assign(instance: models.Model, values: dict) -> list[str]:
@@ -173,6 +193,11 @@ def _apply_deployments(specs: list[DeploymentSpec], counts: SectionCounts) -> No
                 "context_window": spec.context_window,
                 "max_output_tokens": spec.max_output_tokens,
                 "capabilities": list(spec.capabilities),
+                "quality": spec.quality,
+                "region": spec.region,
+                "tags": list(spec.tags),
+                "rpm_limit": spec.rpm_limit,
+                "tpm_limit": spec.tpm_limit,
                 "is_enabled": spec.is_enabled,
             },
         )
@@ -193,7 +218,7 @@ def _apply_aliases(specs: list[AliasSpec], counts: SectionCounts) -> None:
         alias = stored.get(spec.name) or ModelAlias(name=spec.name)
         is_new = alias.pk is None
         are_routes_changed = is_new or stored_routes[alias.pk] != list(spec.deployments)
-        changed = _assign(alias, {"description": spec.description})
+        changed = _assign(alias, {"description": spec.description, "routing": spec.routing})
         if are_routes_changed:
             # A new route list is a change to the alias even when its own columns are the same.
             changed.append("updated_at")

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from routing.catalogue.fields import Entry, Reference
+from routing.engine.policy import parse_policy, policy_to_dict
 from routing.models import Deployment, ModelAlias, Provider
 from routing.providers.registry import KINDS
 from routing.ssrf import UnsafeUpstream, check_base_url
@@ -41,9 +42,17 @@ DEPLOYMENT_KEYS = (
     "context_window",
     "max_output_tokens",
     "capabilities",
+    "quality",
+    "region",
+    "tags",
+    "rpm_limit",
+    "tpm_limit",
     "enabled",
 )
-ALIAS_KEYS = ("name", "description", "deployments")
+ALIAS_KEYS = ("name", "description", "deployments", "routing")
+SLUG_MAX_LENGTH = 32  # a region or a tag
+MAX_TAGS = 20
+MAX_FALLBACKS = 10  # each is a whole alias's deployments more: the attempt budget (retry.max_attempts) caps it too
 
 # (pattern, what a mismatch is told)
 _SLUG = (re.compile(r"[-a-zA-Z0-9_]+"), "must contain only letters, digits, hyphens and underscores")
@@ -86,6 +95,11 @@ class DeploymentSpec:
     context_window: int | None
     max_output_tokens: int | None
     capabilities: tuple[str, ...]
+    quality: float | None
+    region: str
+    tags: tuple[str, ...]
+    rpm_limit: int | None
+    tpm_limit: int | None
     is_enabled: bool
 
 
@@ -94,6 +108,7 @@ class AliasSpec:
     name: str
     description: str
     deployments: tuple[str, ...]  # priority order: the first is tried first
+    routing: dict  # as policy_to_dict writes it; {} routes by priority
 
 
 @dataclass
@@ -249,16 +264,48 @@ def _check_deployment(entry: Entry) -> DeploymentSpec:
         context_window=entry.count("context_window"),
         max_output_tokens=entry.count("max_output_tokens"),
         capabilities=entry.names("capabilities", choices=CAPABILITIES, required=False),
+        quality=entry.fraction("quality"),
+        region=entry.slug("region", max_length=SLUG_MAX_LENGTH),
+        tags=entry.slugs("tags", max_count=MAX_TAGS, max_length=SLUG_MAX_LENGTH),
+        rpm_limit=entry.count("rpm_limit"),
+        tpm_limit=entry.count("tpm_limit"),
         is_enabled=entry.boolean("enabled", default=True),
     )
 
 
 def _check_alias(entry: Entry) -> AliasSpec:
+    name = entry.identifier("name", max_length=_max_length(ModelAlias, "name"))
     deployments = entry.names("deployments")
-    for index, name in enumerate(deployments):
-        entry.refers_to(f"deployments[{index}]", section="deployments", name=name)
+    for index, deployment in enumerate(deployments):
+        entry.refers_to(f"deployments[{index}]", section="deployments", name=deployment)
     return AliasSpec(
-        name=entry.identifier("name", max_length=_max_length(ModelAlias, "name")),
+        name=name,
         description=entry.text("description", max_length=None),
         deployments=deployments,
+        routing=_checked_routing(entry, alias=name, deployments=deployments),
     )
+
+
+def _checked_routing(entry: Entry, *, alias: str | None, deployments: tuple[str, ...]) -> dict:
+    """The `routing:` mapping in the form it is stored and exported in. parse_policy checks it all but the
+    fallbacks, which name other aliases: those are collected as references, resolved by the importer."""
+    policy, problems = parse_policy(entry.raw.get("routing"), path=f"{entry.path}.routing", deployments=deployments)
+    for problem in problems:
+        entry.errors.append(problem)
+        entry.is_valid = False
+    if len(policy.fallbacks) > MAX_FALLBACKS:
+        entry.fail("routing.fallbacks", f"must name at most {MAX_FALLBACKS} aliases, not {len(policy.fallbacks)}")
+    # Paths count in the list as written; parse_policy has dropped repeats from policy.fallbacks.
+    written = entry.raw["routing"].get("fallbacks", []) if policy.fallbacks else []
+    seen = set()
+    for index, fallback in enumerate(written):
+        if fallback in seen:
+            continue
+        seen.add(fallback)
+        if len(fallback) > _max_length(ModelAlias, "name"):
+            entry.fail(f"routing.fallbacks[{index}]", f"must be at most {_max_length(ModelAlias, 'name')} characters")
+        elif fallback == alias:
+            entry.fail(f"routing.fallbacks[{index}]", "an alias cannot fall back to itself")
+        else:
+            entry.refers_to(f"routing.fallbacks[{index}]", section="aliases", name=fallback)
+    return policy_to_dict(policy) or {}

@@ -6,13 +6,15 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import Prefetch, Q
 
 from billing.models import Budget
-from core.values import BudgetRule, ModelPrice, Principal, RateRule, Target
+from core.values import BudgetRule, ModelPrice, Principal, RateRule, RoutingPolicy, Target
 from portal.models import APIKey, Product, Subscription, Team
+from routing.catalogue.policies import stored_policy
 from routing.control_plane import feed
 from routing.credentials import CredentialError, decrypt_secret
 from routing.models import AliasDeployment, ChangeEvent, Deployment, ModelAlias, Provider
@@ -219,8 +221,13 @@ def _price_of(deployment: Deployment) -> ModelPrice:
     )
 
 
-def catalogue() -> tuple[dict[str, tuple[Target, ...]], dict[str, ModelPrice]]:
-    """alias -> its enabled deployments in priority order, and alias -> the price savings are measured against."""
+class Catalogue(NamedTuple):
+    aliases: dict[str, tuple[Target, ...]]  # alias -> its enabled deployments in priority order
+    baselines: dict[str, ModelPrice]  # alias -> the price savings are measured against
+    policies: dict[str, RoutingPolicy]  # alias -> how it routes; only aliases with a `routing:` of their own
+
+
+def catalogue() -> Catalogue:
     provider_keys: dict[int, str] = {}
     aliases: dict[str, list[Target]] = {}
     routes = AliasDeployment.objects.select_related("alias", "deployment__provider").filter(
@@ -242,6 +249,13 @@ def catalogue() -> tuple[dict[str, tuple[Target, ...]], dict[str, ModelPrice]]:
             connect_timeout_s=provider.connect_timeout_s,
             timeout_s=provider.timeout_s,
             max_output_tokens=deployment.max_output_tokens,
+            context_window=deployment.context_window,
+            capabilities=frozenset(deployment.capabilities or ()),
+            quality=deployment.quality,
+            region=deployment.region,
+            tags=frozenset(deployment.tags or ()),
+            rpm_limit=deployment.rpm_limit,
+            tpm_limit=deployment.tpm_limit,
         )
         aliases.setdefault(route.alias.name, []).append(target)
     # Each alias's chosen baseline deployment, else its most expensive enabled one (by output, then input).
@@ -252,7 +266,28 @@ def catalogue() -> tuple[dict[str, tuple[Target, ...]], dict[str, ModelPrice]]:
             baselines[alias] = max(
                 (t.price for t in targets), key=lambda p: (p.output_per_million, p.input_per_million)
             )
-    return {name: tuple(targets) for name, targets in aliases.items()}, baselines
+    return Catalogue({name: tuple(targets) for name, targets in aliases.items()}, baselines, _policies())
+
+
+def _policies() -> dict[str, RoutingPolicy]:
+    """Every alias's own `routing:` (stored as the importer checked it), parsed by the engine's parser."""
+    stored = {pk: (name, routing) for pk, name, routing in ModelAlias.objects.values_list("pk", "name", "routing")}
+    # Disabled deployments too: a weight may name one that is off for now.
+    deployments: dict[int, list[str]] = {}
+    every_route = AliasDeployment.objects.filter(alias_id__in=[pk for pk, (_, r) in stored.items() if r])
+    for alias_id, name in every_route.order_by("priority", "id").values_list("alias_id", "deployment__name"):
+        deployments.setdefault(alias_id, []).append(name)
+    policies = {}
+    for pk, (name, routing) in stored.items():
+        if not routing:
+            continue  # routes by priority: DEFAULT_POLICY, which the engine uses for an alias not listed
+        policy, problems = stored_policy(routing, deployments=tuple(deployments.get(pk, ())))
+        if problems:
+            # Only a write past the importer does this (a deployment removed in the admin, leaving its weight):
+            # what parses still applies, and the operator is told what did not.
+            log.warning("alias %s: its routing is not all valid (%s); applying the rest", name, "; ".join(problems))
+        policies[name] = policy
+    return policies
 
 
 # --- what a batch of changes means -----------------------------------------------------------------------------
@@ -262,7 +297,7 @@ def catalogue() -> tuple[dict[str, tuple[Target, ...]], dict[str, ModelPrice]]:
 class Delta:
     """What changed, resolved against the database: new values for what changed and whom it concerns."""
 
-    catalogue: tuple[dict[str, tuple[Target, ...]], dict[str, ModelPrice]] | None = None
+    catalogue: Catalogue | None = None
     team_limits: dict[int, RateRule | None] = field(default_factory=dict)  # None: no limit any more
     subscription_limits: dict[int, RateRule | None] = field(default_factory=dict)
     budgets: dict[int, BudgetRule | None] = field(default_factory=dict)  # None: deleted or inactive

@@ -54,12 +54,13 @@ def _build() -> tuple[Snapshot, int]:
     # The version is read first: a change committed during the build is applied again after it (harmless),
     # never skipped.
     version = loader.latest_version()
-    aliases, baselines = loader.catalogue()
+    aliases, baselines, policies = loader.catalogue()
     budgets = loader.budget_rules()
     return (
         _assemble(
             aliases=aliases,
             baselines=baselines,
+            policies=policies,
             budget_by_id=budgets,
             team_limits=loader.team_limits(),
             subscription_limits=loader.subscription_limits(),
@@ -94,10 +95,14 @@ def _merged(current: Snapshot, delta: loader.Delta, version: int) -> Snapshot:
                 patched[key] = value
         return patched
 
-    aliases, baselines = delta.catalogue if delta.catalogue is not None else (current.aliases, current.baselines)
+    if delta.catalogue is not None:
+        aliases, baselines, policies = delta.catalogue
+    else:
+        aliases, baselines, policies = current.aliases, current.baselines, current.policies
     return _assemble(
         aliases=aliases,
         baselines=baselines,
+        policies=policies,
         budget_by_id=patch(current.budget_by_id, delta.budgets),
         team_limits=patch(current.team_limits, delta.team_limits),
         subscription_limits=patch(current.subscription_limits, delta.subscription_limits),

@@ -41,6 +41,7 @@ REFERENCES = {
     "target",
     "token",
     "downgrade_alias",
+    "routing",  # its weights name the alias's deployments, its fallbacks other aliases
 }
 # Rules no schema can state: a date that has passed, a URL Django's validator finds stranger than the `uri`
 # format does, a base URL the SSRF rules refuse, one of two fields required (limit_usd or limit_tokens; api_key

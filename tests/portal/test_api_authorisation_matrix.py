@@ -99,6 +99,10 @@ ACTIONS = {
         None,
     ),
     ("team", "change limits"): (patch(lambda w: f"/api/v1/teams/{w.team.pk}/", lambda w: {"rpm_limit": 100}), None),
+    ("team", "change residency"): (
+        patch(lambda w: f"/api/v1/teams/{w.team.pk}", lambda w: {"allowed_regions": ["eu"], "required_tags": []}),
+        None,
+    ),
     ("members", "list invitations"): (get(lambda w: f"/api/v1/teams/{w.team.pk}/members/invitations"), None),
     ("product", "list"): (get(lambda w: "/api/v1/products"), lambda w: w.product.pk),
     ("product", "retrieve"): (get(lambda w: f"/api/v1/products/{w.product.pk}"), None),
@@ -179,6 +183,7 @@ MATRIX = {
     ("team", "retrieve"): (401, 200, 200, 200, 200, 200, 404),
     ("team", "create"): (401, 403, 403, 201, 403, 201, 400),
     ("team", "change limits"): (401, 403, 403, 200, 403, 200, 404),
+    ("team", "change residency"): (401, 403, 200, 200, 403, 200, 404),
     ("members", "list"): (401, 200, 200, 200, 200, 200, 404),
     ("members", "invite"): (401, 403, 201, 201, 403, 201, 404),
     ("members", "list invitations"): (401, 403, 200, 200, 403, 200, 404),
