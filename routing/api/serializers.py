@@ -11,7 +11,8 @@ from core.values import STRATEGIES, BreakerPolicy, RetryPolicy
 from portal.api.inputs import BoundedModelSerializer, DecimalString
 from routing.catalogue.fields import LOWER_SLUG, LOWER_SLUG_MESSAGE
 from routing.catalogue.policies import routing_mapping
-from routing.catalogue.schema import CAPABILITIES, MAX_FALLBACKS, MAX_TAGS, SLUG_MAX_LENGTH
+from routing.catalogue.schema import CAPABILITIES, MAX_TAGS, SLUG_MAX_LENGTH
+from routing.engine.policy import MAX_FALLBACKS
 from routing.models import Deployment, ModelAlias, Provider
 from routing.providers.registry import KINDS
 
