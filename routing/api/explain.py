@@ -13,7 +13,7 @@ import random
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -39,6 +39,8 @@ class ExplainRequest(serializers.Serializer):
 class ExplainView(APIDefaults, APIView):
     """The routing decision for a call from this team to this alias, as the gateway would make it now."""
 
+    extra_error_codes = ("404",)  # no such team (or another tenant's), or no such alias
+
     @extend_schema(request=ExplainRequest, responses={200: dict})
     def post(self, request: Request) -> Response:
         asked = ExplainRequest(data=request.data)
@@ -51,7 +53,7 @@ class ExplainView(APIDefaults, APIView):
         aliases, _baselines, policies = loader.catalogue()
         alias = values["alias"]
         if alias not in aliases:
-            raise ValidationError({"alias": [f"No alias named '{clip(alias)}' has enabled deployments."]})
+            raise NotFound(f"No alias named '{clip(alias)}' has enabled deployments.")
         body = values["body"]
         token_estimate.load()
         needs = needs_for(

@@ -98,7 +98,8 @@ class Gateway:
         self._engine_tasks = []
         if self._engine_redis is not None:
             try:
-                await asyncio.wait_for(self._engine_redis.aclose(), timeout=1)
+                async with asyncio.timeout(1):  # not wait_for: see the control plane's listener
+                    await self._engine_redis.aclose()
             except Exception as exc:  # a connection already gone cannot be closed politely
                 log.debug("routing: closing the Redis client: %s", exc)
             self._engine_redis = None

@@ -138,6 +138,10 @@ class Call:
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
         if exc is not None:
+            if isinstance(exc, GatewayError) and self.plan is not None:
+                # A refused call says what was tried and why, as an answered one does.
+                exc.headers.setdefault("x-tollway-route", self.plan.decision.route_header())
+                exc.headers.setdefault("x-tollway-attempts", str(len(self.plan.decision.attempts)))
             fail(self.usage, exc)
         elif not self._relayed:
             finish(self.usage, status=200)

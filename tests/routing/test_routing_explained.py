@@ -3,6 +3,7 @@ it was routed (x-tollway-route), the usage record keeps the whole decision, and 
 same without calling anyone."""
 
 import io
+import re
 import time
 
 import openai
@@ -11,9 +12,11 @@ import pytest
 
 from billing.export import write_jsonl
 from billing.models import UsageRecord
+from core.values import RoutingPolicy
 from portal import services
 from portal.services import set_team_residency
 from routing.catalogue import import_catalogue
+from routing.engine.router import Engine
 from tests.gateway import start_gateway, wait_for_usage
 from tests.portal.factories import TeamFactory, UserFactory, token_client
 
@@ -192,7 +195,7 @@ def test_explain_is_refused_for_another_tenants_team_and_for_an_unknown_alias(ro
     unknown = admin.post("/api/v1/routing/explain", {"alias": "nope", "team": team.pk}, format="json")
 
     assert hidden.status_code == 404 and hidden["content-type"] == "application/json"
-    assert unknown.status_code == 400 and "alias" in unknown.json()
+    assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
 
 
 def test_jsonl_export_carries_the_strategy_and_the_decision(sdk):
@@ -205,3 +208,34 @@ def test_jsonl_export_carries_the_strategy_and_the_decision(sdk):
 
     assert line["strategy"] == "cheapest"
     assert line["decision"]["candidates"][0] == "mid-mixtral"
+
+
+def test_a_call_nothing_can_take_is_refused_and_says_why_in_its_headers(sdk):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="smart", messages=CHAT, extra_headers={"x-tollway-min-quality": "1"})
+
+    headers = refused.value.response.headers
+    assert refused.value.body["code"] == "no_eligible_deployment"
+    assert headers["x-tollway-route"].endswith("3 skipped: quality") and headers["x-tollway-attempts"] == "0"
+    [record] = wait_for_usage(1)
+    assert (record.status, record.strategy, len(record.decision["skipped"])) == (400, "cheapest", 3)
+
+
+def test_the_console_catalogue_shows_each_deployments_breaker(routed_catalogue, client):
+    from routing.proxy import pipeline  # the engine of this process, which the console reads
+
+    client.force_login(UserFactory())
+    board = pipeline.engine().breakers
+    closed = client.get("/console/catalogue/").content.decode()
+    policy = RoutingPolicy().breaker
+    for _ in range(policy.consecutive_failures):
+        board.record("premium-gpt4", policy, ok=False)
+    opened = client.get("/console/catalogue/").content.decode()
+
+    def breaker_of(page: str, deployment: str) -> str:
+        [state] = re.findall(rf'data-testid="breaker-{deployment}">breaker <span class="[^"]*">([a-z-]+)</span>', page)
+        return state
+
+    pipeline.install_engine(Engine())  # no open breaker left for the next test
+    assert breaker_of(closed, "premium-gpt4") == "closed"
+    assert (breaker_of(opened, "premium-gpt4"), breaker_of(opened, "mid-mixtral")) == ("open", "closed")
