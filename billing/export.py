@@ -31,6 +31,7 @@ FIELDS = (
     "ttfb_ms",
     "upstream_latency_ms",
     "endpoint",
+    "strategy",
 )
 
 
@@ -58,13 +59,15 @@ def as_row(record: UsageRecord) -> dict:
         "ttfb_ms": record.ttfb_ms,
         "upstream_latency_ms": record.upstream_latency_ms,
         "endpoint": record.endpoint,
+        "strategy": record.strategy,
     }
 
 
 def write_jsonl(records: Iterable[UsageRecord], out: TextIO) -> int:
     count = 0
     for record in records:
-        out.write(orjson.dumps(as_row(record)).decode() + "\n")
+        # JSON Lines carry the whole routing decision beside the flat fields; CSV has no place for it.
+        out.write(orjson.dumps({**as_row(record), "decision": record.decision}).decode() + "\n")
         count += 1
     return count
 

@@ -44,6 +44,10 @@ class UsageRecord(models.Model):
     latency_ms = models.FloatField(null=True)
     ttfb_ms = models.FloatField(null=True)
     upstream_latency_ms = models.FloatField(null=True)
+    # How the call was routed: the alias's strategy, and the engine's whole decision (candidates, why each
+    # skipped one was, every attempt with its error and latency): core.values.Decision.to_record().
+    strategy = models.CharField(max_length=32, blank=True)
+    decision = models.JSONField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -74,6 +74,9 @@ def store_usage_rows(*, rows: list[dict]) -> int:
             baseline_cost_usd=Decimal(row.get("baseline_cost_usd", row["cost_usd"])),
             prompt=row.get("prompt", ""),
             cache_hit=row.get("cache_hit", False),
+            # Rows queued by an older version have no routing decision.
+            strategy=row.get("strategy", ""),
+            decision=row.get("decision"),
             **{name: row[name] for name in _ROW_FIELDS},
         )
         for row in rows
@@ -94,7 +97,16 @@ def store_usage_rows(*, rows: list[dict]) -> int:
     return len(records)
 
 
-_SUPERSEDED_FIELDS = (*_ROW_FIELDS, "created_at", "tenant_id", "team_id", "api_key_id", "subscription_id")
+_SUPERSEDED_FIELDS = (
+    *_ROW_FIELDS,
+    "strategy",
+    "decision",
+    "created_at",
+    "tenant_id",
+    "team_id",
+    "api_key_id",
+    "subscription_id",
+)
 
 
 def _supersede_interrupted(*, records: list[UsageRecord]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from billing.pricing import cost_of
 from core.bounds import bounded_row
-from core.values import ModelPrice, Principal, Target, TokenUsage
+from core.values import Decision, ModelPrice, Principal, Target, TokenUsage
 
 
 def new_request_id() -> str:
@@ -41,6 +41,8 @@ class UsageEvent:
     latency_ms: float | None = None
     ttfb_ms: float | None = None
     upstream_latency_ms: float | None = None
+    strategy: str = ""  # the alias's routing strategy; "" when nothing was routed
+    decision: dict | None = None  # core.values.Decision.to_record(): candidates, skips, attempts
     is_closed: bool = False
     # Admission control (billing/ledger): what was reserved, the x-ratelimit-* headers, a budget's downgrade.
     reservation: Any = None
@@ -60,8 +62,11 @@ class UsageEvent:
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
 
-    def use_target(self, target: Target | None, attempts: int) -> None:
-        self.attempts = attempts
+    def use_decision(self, decision: Decision, target: Target | None) -> None:
+        """What the engine decided, and the deployment that answered (or was tried last)."""
+        self.attempts = len(decision.attempts)
+        self.strategy = decision.strategy
+        self.decision = decision.to_record()
         if target is not None:
             self.deployment, self.provider = target.deployment, target.provider
 
@@ -113,5 +118,7 @@ class UsageEvent:
                 "latency_ms": self.latency_ms,
                 "ttfb_ms": self.ttfb_ms,
                 "upstream_latency_ms": self.upstream_latency_ms,
+                "strategy": self.strategy,
+                "decision": self.decision,
             }
         )

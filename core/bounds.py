@@ -56,6 +56,7 @@ USAGE_COLUMN_LIMITS = {
     "provider": 100,
     "prompt": 150,
     "error_type": 64,
+    "strategy": 32,
 }
 
 

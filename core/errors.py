@@ -13,6 +13,7 @@
     ├── BudgetExceeded (429 insufficient_quota)
     ├── LimitsUnavailable (503)      limits exist but no store to check them answers: fail closed
     ├── KeysUnavailable (503)        a key not in memory cannot be looked up (database away)
+    ├── DeploymentsUnavailable (503) every deployment is held back: breakers open, provider quotas reached
     ├── UpstreamRejected (the provider's own 4xx status and message)
     ├── AllDeploymentsFailed (502)
     └── AllDeploymentsTimedOut (504)
@@ -160,3 +161,11 @@ class KeysUnavailable(GatewayError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.headers["retry-after"] = "1"
+
+
+class DeploymentsUnavailable(GatewayError):
+    status, type, code = 503, "server_error", "deployments_unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.headers["retry-after"] = str(max(1, retry_after_s))

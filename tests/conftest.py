@@ -42,7 +42,10 @@ def catalogue(transactional_db, openai_upstream):
     make_alias("tools", DeploymentFactory(name="tools", provider=provider, model="tools"))
     make_alias("slow", DeploymentFactory(name="slow", provider=provider, model="slow"))
     make_alias("rate-limited", DeploymentFactory(name="rate-limit", provider=provider, model="rate-limit"))
-    make_alias("embed", DeploymentFactory(name="embed", provider=provider, model="text-embedding-3-small"))
+    make_alias(
+        "embed",
+        DeploymentFactory(name="embed", provider=provider, model="text-embedding-3-small", capabilities=["embeddings"]),
+    )
     return provider
 
 

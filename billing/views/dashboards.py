@@ -22,6 +22,8 @@ from billing.dashboards.tables import TABLES
 from billing.views import plotly_js
 from portal.models import Team, Tenant
 from portal.views.rendering import render_page
+from routing.control_plane import loader
+from routing.observability.metrics import breaker_states
 
 MAX_BUDGETS = 12  # burn-down charts on one page; the CSV has them all
 
@@ -123,6 +125,11 @@ def finance_data(request):
     return json_response(payload)
 
 
+def _breakers() -> list[tuple[str, str]]:
+    stored = loader.catalogue()
+    return sorted(breaker_states(stored.aliases, stored.policies).items())
+
+
 @login_required
 def operator_dashboard(request):
     filters = filters_from(request.user, request.GET)
@@ -133,6 +140,9 @@ def operator_dashboard(request):
         "deployments": operations.latency_by_deployment(filters),
         "latency_error_percent": round(HISTOGRAM_RELATIVE_ERROR * 100, 1),
         "error_kind": "error type",
+        # As this process's engine sees them (with Redis, every gateway process sees the same), for the
+        # catalogue as stored.
+        "breakers": _breakers(),
     }
     return render_page(request, "billing/operator.html", context, section="dashboards")
 

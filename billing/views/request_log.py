@@ -39,12 +39,19 @@ def request_list(request):
 @login_required
 def request_detail(request, request_id: str):
     record = request_log.record_in_scope(scope_of(request.user), request_id)
+    decision = record.decision if isinstance(record.decision, dict) else None
     context = {
         "record": record,
         "cost": usd(record.cost_usd, max_places=10),
         "baseline_cost": usd(record.baseline_cost_usd, max_places=10),
         "saved": usd(record.baseline_cost_usd - record.cost_usd, max_places=10),
         "retries": max(record.attempts - 1, 0),
+        "decision": decision,
+        "candidates": [
+            (name, (decision.get("estimates") or {}).get(name, "")) for name in decision.get("candidates", [])
+        ]
+        if decision
+        else [],
         "total_tokens": record.prompt_tokens + record.completion_tokens,
         "gateway_ms": (
             round(record.latency_ms - record.upstream_latency_ms, 1)

@@ -10,6 +10,7 @@ from portal.api import fallbacks, views
 from portal.api.auth import TokenView
 from portal.api.docs import DocsView
 from portal.api.routes import CHANGEABLE_DETAIL, ID, collection, endpoint
+from routing.api.explain import ExplainView
 
 TEAM = r"teams/(?P<team_id>[0-9]+)"
 
@@ -33,6 +34,7 @@ urlpatterns = [
     endpoint(rf"keys/{ID}/rotate", views.RotateAPIKeyView.as_view(), "key-rotate"),
     *collection("audit-log", views.AuditLogViewSet, "audit-log"),
     re_path(r"^catalogue/", include("routing.api.urls")),
+    endpoint("routing/explain", ExplainView.as_view(), "routing-explain"),
     endpoint("usage/summary", UsageSummaryView.as_view(), "usage-summary"),
     *collection("budgets", BudgetViewSet, "budget", detail=CHANGEABLE_DETAIL),
     # Last: any other path under /api/v1/ answers a JSON 404, never Django's HTML page.

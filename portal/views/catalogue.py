@@ -25,7 +25,9 @@ from portal.views.rendering import as_sentence, paginate, render_page, usd
 from routing import services
 from routing.catalogue import CatalogueError, dump_catalogue_yaml
 from routing.catalogue.policies import routing_mapping
+from routing.control_plane import loader
 from routing.models import AliasDeployment, Deployment, ModelAlias, Provider
+from routing.observability.metrics import breaker_states
 
 HELD = [Subscription.Status.PENDING, Subscription.Status.ACTIVE, Subscription.Status.SUSPENDED]
 
@@ -53,12 +55,16 @@ def catalogue(request):
     deployments = paginate(
         request, Deployment.objects.filter(live).select_related("provider").order_by("name"), param="deployments"
     )
+    # As this process's engine sees them (with Redis, what every gateway process sees).
+    stored = loader.catalogue()
+    breakers = breaker_states(stored.aliases, stored.policies)
     for deployment in deployments:
         deployment.input_price = usd(deployment.input_per_1m)
         deployment.output_price = usd(deployment.output_per_1m)
         deployment.cached_price = usd(deployment.cached_input_per_1m) if deployment.cached_input_per_1m else ""
         deployment.context = f"{deployment.context_window:,}" if deployment.context_window else ""
         deployment.quota = _quota(deployment)
+        deployment.breaker = breakers.get(deployment.name, "closed")
     routes = AliasDeployment.objects.select_related("deployment").order_by("priority", "id")
     aliases = paginate(
         request,

@@ -11,7 +11,8 @@ from core.values import STRATEGIES, BreakerPolicy, RetryPolicy
 from portal.api.inputs import BoundedModelSerializer, DecimalString
 from routing.catalogue.fields import LOWER_SLUG, LOWER_SLUG_MESSAGE
 from routing.catalogue.policies import routing_mapping
-from routing.catalogue.schema import CAPABILITIES, MAX_FALLBACKS, MAX_TAGS, SLUG_MAX_LENGTH
+from routing.catalogue.schema import CAPABILITIES, MAX_TAGS, SLUG_MAX_LENGTH
+from routing.engine.policy import MAX_FALLBACKS
 from routing.models import Deployment, ModelAlias, Provider
 from routing.providers.registry import KINDS
 
@@ -87,6 +88,23 @@ class ProviderChangeSerializer(ProviderSerializer):
         read_only_fields = ["name", "updated_at"]
 
 
+@extend_schema_field({"type": "array", "items": {"type": "string", "enum": list(CAPABILITIES)}, "uniqueItems": True})
+class CapabilityList(serializers.ListField):
+    """The importer refuses a capability listed twice: the schema says so."""
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "string", "pattern": SLUG_PATTERN, "maxLength": SLUG_MAX_LENGTH},
+        "maxItems": MAX_TAGS,
+        "uniqueItems": True,
+    }
+)
+class TagList(serializers.ListField):
+    """The importer refuses a tag listed twice: the schema says so."""
+
+
 class DeploymentSerializer(BoundedModelSerializer):
     """A model served by a provider; prices are USD per million tokens, as exact decimal strings."""
 
@@ -94,13 +112,13 @@ class DeploymentSerializer(BoundedModelSerializer):
     input_per_1m = DecimalString()
     output_per_1m = DecimalString()
     cached_input_per_1m = DecimalString(required=False, allow_null=True)
-    capabilities = serializers.ListField(child=serializers.ChoiceField(choices=CAPABILITIES), required=False)
+    capabilities = CapabilityList(child=serializers.ChoiceField(choices=CAPABILITIES), required=False)
     quality = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
     # The catalogue importer's rule (routing/catalogue/fields.py), here so that the schema shows it.
     region = serializers.RegexField(
         SLUG_PATTERN, max_length=SLUG_MAX_LENGTH, required=False, allow_blank=True, error_messages=_SLUG_MESSAGES
     )
-    tags = serializers.ListField(
+    tags = TagList(
         child=serializers.RegexField(SLUG_PATTERN, max_length=SLUG_MAX_LENGTH, error_messages=_SLUG_MESSAGES),
         max_length=MAX_TAGS,
         required=False,

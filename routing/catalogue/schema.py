@@ -52,7 +52,6 @@ DEPLOYMENT_KEYS = (
 ALIAS_KEYS = ("name", "description", "deployments", "routing")
 SLUG_MAX_LENGTH = 32  # a region or a tag
 MAX_TAGS = 20
-MAX_FALLBACKS = 10  # each is a whole alias's deployments more: the attempt budget (retry.max_attempts) caps it too
 
 # (pattern, what a mismatch is told)
 _SLUG = (re.compile(r"[-a-zA-Z0-9_]+"), "must contain only letters, digits, hyphens and underscores")
@@ -293,8 +292,6 @@ def _checked_routing(entry: Entry, *, alias: str | None, deployments: tuple[str,
     for problem in problems:
         entry.errors.append(problem)
         entry.is_valid = False
-    if len(policy.fallbacks) > MAX_FALLBACKS:
-        entry.fail("routing.fallbacks", f"must name at most {MAX_FALLBACKS} aliases, not {len(policy.fallbacks)}")
     # Paths count in the list as written; parse_policy has dropped repeats from policy.fallbacks.
     written = entry.raw["routing"].get("fallbacks", []) if policy.fallbacks else []
     seen = set()

@@ -26,12 +26,17 @@ from django.db.models.signals import m2m_changed, post_delete, pre_delete
 log = logging.getLogger(__name__)
 
 
-def channel() -> str:
-    """The Redis channel of this deployment's feed: one per database, so deployments (or test runs) that share a
-    Redis server do not wake each other."""
+def deployment_id() -> str:
+    """This deployment's name in Redis: one per database, so deployments (or test runs) that share a Redis server
+    do not wake each other, nor share breakers and latencies."""
     database = settings.DATABASES["default"]
     identity = f"{database.get('HOST', '')}:{database.get('PORT', '')}/{database['NAME']}"
-    return f"tollway:changes:{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def channel() -> str:
+    """The Redis channel of this deployment's feed."""
+    return f"tollway:changes:{deployment_id()}"
 
 
 TENANT, TEAM, KEY, SUBSCRIPTION, PRODUCT, BUDGET, CATALOGUE = (

@@ -119,9 +119,21 @@ def _principals(keys) -> dict[int, Principal]:
             is_revoked=key.is_revoked,
             rpm_limit=key.rpm_limit,
             tpm_limit=key.tpm_limit,
+            allowed_regions=_residency_regions(key.team.allowed_regions, key.allowed_regions),
+            required_tags=_intern(frozenset(key.team.required_tags or ()) | frozenset(key.required_tags or ())),
             grants=grants,
         )
     return found
+
+
+def _residency_regions(team_regions: list[str], key_regions: list[str]) -> frozenset[str] | None:
+    """The key narrows its team: both lists set -> where they overlap (possibly nowhere); else whichever is set;
+    neither -> any region (None)."""
+    if team_regions and key_regions:
+        return _intern(frozenset(team_regions) & frozenset(key_regions))
+    if team_regions or key_regions:
+        return _intern(frozenset(team_regions or key_regions))
+    return None
 
 
 def principals_by_hash(secret_hashes: list[str]) -> dict[str, Principal]:

@@ -267,9 +267,13 @@ class ControlPlane:
                     )
                 self._listening = False
             finally:
+                # asyncio.timeout, not wait_for: on Python 3.11 a wait_for here can swallow the task's own
+                # cancellation, and the process then hangs in shutdown with this subscription open.
                 try:
-                    await asyncio.wait_for(pubsub.aclose(), timeout=1)
-                    await asyncio.wait_for(client.aclose(), timeout=1)
+                    async with asyncio.timeout(1):
+                        await pubsub.aclose()
+                    async with asyncio.timeout(1):
+                        await client.aclose()
                 except Exception as exc:  # a connection already gone cannot be closed politely
                     log.debug("change feed: closing the Redis subscription: %s", exc)
             await asyncio.sleep(backoff_s)

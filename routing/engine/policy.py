@@ -29,6 +29,7 @@ from core.values import (
 POLICY_KEYS = ("strategy", "min_quality", "weights", "fallbacks", "retry", "breaker", "experiment", "bandit")
 MAX_ATTEMPTS = 20  # whatever the YAML says: a call never costs more upstream attempts than this
 MAX_DEADLINE_MS = 600_000
+MAX_FALLBACKS = 10
 
 # key -> (lowest, highest, is an integer)
 _RETRY_BOUNDS = {
@@ -123,6 +124,8 @@ def parse_policy(raw: object, *, path: str, deployments: tuple[str, ...]) -> tup
         listed = raw["fallbacks"]
         if not isinstance(listed, list) or not all(isinstance(n, str) and n for n in listed):
             check.fail("fallbacks", "must be a list of alias names")
+        elif len(listed) > MAX_FALLBACKS:
+            check.fail("fallbacks", f"must name at most {MAX_FALLBACKS} aliases, not {len(listed)}")
         else:
             fallbacks = list(dict.fromkeys(listed))
 

@@ -1,72 +1,268 @@
-"""Try an alias's deployments in order, failing over only when an attempt provably produced nothing billable.
+"""The attempt loop: which deployments a call may use, in what order, how often each is tried, and when to give up.
 
-This is the seam the routing engine (cost/latency/quality ordering, circuit breakers) plugs into later:
-`candidates()` orders the targets, `complete()`/`open_stream()` walk them.
+    decide()  constraints (routing/engine/constraints.py) drop what this request cannot use, each with its reason;
+              the alias's strategy (routing/engine/strategies.py) orders the rest. Explain stops here.
+    run()     tries them in order: fail-over to the next is immediate; when every candidate failed and the
+              alias's attempt budget allows, another round after a backoff with full jitter (or the provider's
+              Retry-After); then the alias's fallbacks, each with its own candidates. Breakers
+              (routing/engine/breaker.py) skip deployments that keep failing; one deadline bounds it all.
+
+Nothing else in the project walks deployments. An attempt is retried only when it provably produced nothing
+billable (UpstreamError.is_retryable) or it was refused for its context length, so no call is billed twice;
+a stream is retried only before it opens (the pipeline relays it afterwards). Django-free: it takes plain
+snapshot values and is given its clock, sleep and random source, so every path is deterministic under test.
 """
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import httpx
+import asyncio
+import random
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from core.errors import UpstreamError
-from core.values import Target
-from routing.providers.registry import adapter_for
+from core.values import DEFAULT_POLICY, Attempt, Decision, RoutingPolicy, Skip, Target
+from routing.engine import constraints, retry, strategies
+from routing.engine.breaker import BreakerBoard
+from routing.engine.constraints import Needs
+from routing.engine.latency import LatencyBoard
+from routing.engine.strategies import RoutingState
 
 T = TypeVar("T")
 
-
-@dataclass(slots=True)
-class Attempts:
-    """What happened on the way: filled in as we go, so the usage record is right whatever is raised."""
-
-    count: int = 0
-    target: Target | None = None
-    errors: list[UpstreamError] = field(default_factory=list)
+# How long a 429 without Retry-After keeps a deployment aside: long enough not to hammer it, short enough
+# that a quota reset is noticed.
+DEFAULT_HOLD_S = 1.0
+# Providers say "context" in their own words; a 400 saying so is a reason to try a larger window.
+_CONTEXT_WORDS = re.compile(
+    r"context[ _-]?length|context window|maximum context|prompt is too long|too many tokens|input is too long"
+    r"|exceeds the maximum number of tokens",
+    re.IGNORECASE,
+)
 
 
 class RoutingFailed(Exception):
-    """No deployment produced an answer; `last` is the error to report."""
+    """No deployment produced an answer. `last` is the error to report (None: nothing could be tried, see
+    the decision's skips); the decision says what was tried."""
 
-    def __init__(self, last: UpstreamError, attempts: Attempts) -> None:
-        super().__init__(last.message)
+    def __init__(self, last: UpstreamError | None, decision: Decision) -> None:
+        super().__init__(last.message if last else "no deployment could be tried")
         self.last = last
-        self.attempts = attempts
+        self.decision = decision
 
     @property
     def all_timed_out(self) -> bool:
-        return all(error.is_timeout for error in self.attempts.errors)
+        errors = [a.error for a in self.decision.attempts]
+        return bool(errors) and all(e == "timeout" for e in errors)
 
 
-def candidates(targets: tuple[Target, ...]) -> tuple[Target, ...]:
-    return targets
+@dataclass(slots=True)
+class Route:
+    """One alias's candidates, in the order they will be tried."""
+
+    alias: str
+    policy: RoutingPolicy
+    targets: list[Target]
 
 
-async def _walk(targets: tuple[Target, ...], attempts: Attempts, call: Callable[[Target], Awaitable[T]]) -> T:
-    ordered = candidates(targets)
-    for index, target in enumerate(ordered):
-        attempts.count += 1
-        attempts.target = target
+@dataclass(slots=True)
+class Plan:
+    decision: Decision
+    routes: list[Route]  # the alias's own first, then its fallbacks
+    deadline_ms: int
+    needs: Needs
+
+
+def is_context_length_error(error: UpstreamError) -> bool:
+    if error.status != 400:
+        return False
+    return error.code == "context_length_exceeded" or bool(_CONTEXT_WORDS.search(error.message or ""))
+
+
+@dataclass
+class Engine:
+    """One per process: the breakers, latency averages and counters the strategies read."""
+
+    breakers: BreakerBoard = field(default_factory=BreakerBoard)
+    latency: LatencyBoard = field(default_factory=LatencyBoard)
+    rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    # deployment's provider quota check (rpm-limit / tpm-limit / None), given by whoever counts it
+    over_quota: Callable[[Target], str | None] = lambda target: None
+    # told of every attempt and its estimated tokens, so provider quotas count it (same owner as over_quota)
+    count_attempt: Callable[[Target, int], None] = lambda target, tokens: None
+    state: RoutingState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.state = RoutingState(round_robin={}, in_flight={}, latency=self.latency)
+
+    # --- deciding ----------------------------------------------------------------------------------------------
+
+    def decide(
+        self,
+        alias: str,
+        *,
+        aliases: Mapping[str, tuple[Target, ...]],
+        policies: Mapping[str, RoutingPolicy],
+        needs: Needs,
+    ) -> Plan:
+        """Candidates for the alias and its fallbacks, each alias ordered by its own strategy. Pure but for the
+        strategies' turn counters and random draws: explain calls it too."""
+        policy = policies.get(alias, DEFAULT_POLICY)
+        decision = Decision(alias=alias, strategy=policy.strategy)
+        routes = []
+        for index, name in enumerate(dict.fromkeys((alias, *policy.fallbacks))):
+            targets = aliases.get(name)
+            if not targets:
+                continue  # a fallback removed from the catalogue since: skipped, as an empty alias would be
+            route_policy = policies.get(name, DEFAULT_POLICY)
+            # The stricter of the alias's floor and the caller's (x-tollway-min-quality may only raise it).
+            floors = [f for f in (needs.min_quality, route_policy.min_quality) if f is not None]
+            route_needs = replace(needs, min_quality=max(floors)) if floors else needs
+            usable, skipped = constraints.eligible(
+                targets,
+                route_needs,
+                is_open=lambda deployment, p=route_policy: self.breakers.is_open(deployment, p.breaker),
+                over_quota=self.over_quota,
+            )
+            decision.skipped.extend(skipped)
+            if not usable:
+                continue
+            ordered, reason, estimates = strategies.order(
+                usable, alias=name, policy=route_policy, needs=route_needs, rng=self.rng, state=self.state
+            )
+            if index == 0:
+                decision.reason = reason
+            decision.estimates.update(estimates)
+            decision.candidates.extend(t.deployment for t in ordered)
+            routes.append(Route(alias=name, policy=route_policy, targets=list(ordered)))
+        return Plan(decision=decision, routes=routes, deadline_ms=policy.retry.deadline_ms, needs=needs)
+
+    # --- trying ------------------------------------------------------------------------------------------------
+
+    async def run(self, plan: Plan, call: Callable[[Target], Awaitable[T]]) -> tuple[T, Target]:
+        """Try the plan's candidates until one answers; raises RoutingFailed with the decision filled in."""
+        decision = plan.decision
+        deadline = retry.Deadline(plan.deadline_ms, clock=self.clock)
+        last: UpstreamError | None = None
+        for route in plan.routes:
+            if route.alias != decision.alias:
+                if deadline.expired:
+                    break
+                decision.fallback_aliases.append(route.alias)
+            result, last_here = await self._run_route(route, plan, deadline, call)
+            if result is not None:
+                return result
+            last = last_here or last
+            if last is not None and not _may_fail_over(last):
+                break  # the request itself was refused: another alias would refuse it too
+        raise RoutingFailed(last, decision)
+
+    async def _run_route(self, route: Route, plan: Plan, deadline, call):
+        decision, policy = plan.decision, route.policy
+        tokens = plan.needs.prompt_tokens + plan.needs.output_tokens
+        budget = policy.retry.max_attempts or len(route.targets)
+        remaining = list(route.targets)
+        tried = 0
+        retry_round = 0
+        waited_ms = 0.0
+        last: UpstreamError | None = None
+        while remaining and tried < budget and not deadline.expired:
+            if retry_round:
+                wait_ms = self._wait_before_round(retry_round, policy, remaining, deadline)
+                if wait_ms is None:
+                    break
+                await self.sleep(wait_ms / 1000)
+                waited_ms = wait_ms
+            queue = deque(remaining)
+            failed_again: list[Target] = []
+            while queue and tried < budget and not deadline.expired:
+                target = queue.popleft()
+                if not self.breakers.acquire(target.deployment, policy.breaker):
+                    reason = "retry-after" if self.breakers.held_for(target.deployment) else "breaker-open"
+                    decision.skipped.append(Skip(target.deployment, reason, "at attempt time"))
+                    continue
+                tried += 1
+                self.count_attempt(target, tokens)
+                outcome, error = await self._attempt(target, route.alias, decision, call, policy, waited_ms)
+                waited_ms = 0.0
+                if error is None:
+                    return (outcome, target), None
+                last = error
+                if is_context_length_error(error):
+                    # Only a larger window can take it: drop the ones no larger than this one, for good.
+                    window = target.context_window
+                    queue = deque(t for t in queue if window is None or (t.context_window or 0) > window)
+                    failed_again = [t for t in failed_again if window is None or (t.context_window or 0) > window]
+                    continue
+                if not error.is_retryable:
+                    return None, error
+                failed_again.append(target)
+            remaining = failed_again
+            retry_round += 1
+        return None, last
+
+    def _wait_before_round(self, retry_round, policy: RoutingPolicy, remaining, deadline) -> float | None:
+        """The backoff before trying the same deployments again, or None when the deadline would pass first."""
+        wait_ms = retry.backoff_ms(retry_round, policy.retry, self.rng)
+        holds = [self.breakers.held_for(t.deployment) * 1000 for t in remaining]
+        if holds and all(holds):
+            wait_ms = max(wait_ms, min(holds))  # every candidate asked us to wait: the first to come back
+        if wait_ms >= deadline.remaining_ms():
+            return None
+        return wait_ms
+
+    async def _attempt(self, target: Target, alias: str, decision: Decision, call, policy: RoutingPolicy, waited_ms):
+        in_flight = self.state.in_flight
+        in_flight[target.deployment] = in_flight.get(target.deployment, 0) + 1
+        started = self.clock()
         try:
-            return await call(target)
+            result = await call(target)
         except UpstreamError as error:
-            attempts.errors.append(error)
-            if not error.is_retryable or index == len(ordered) - 1:
-                raise RoutingFailed(error, attempts) from None
-    raise AssertionError("an alias always has at least one deployment")
+            latency_ms = (self.clock() - started) * 1000
+            decision.attempts.append(
+                Attempt(target.deployment, alias, error.status, _error_name(error), round(latency_ms, 3), waited_ms)
+            )
+            self._learn_from(target, error, policy)
+            return None, error
+        except BaseException:
+            # Cancelled (the client went away) or our own bug: the deployment did nothing wrong.
+            decision.attempts.append(
+                Attempt(
+                    target.deployment, alias, None, "cancelled", round((self.clock() - started) * 1000, 3), waited_ms
+                )
+            )
+            raise
+        finally:
+            in_flight[target.deployment] -= 1
+        latency_ms = (self.clock() - started) * 1000
+        decision.attempts.append(Attempt(target.deployment, alias, 200, "", round(latency_ms, 3), waited_ms))
+        self.breakers.record(target.deployment, policy.breaker, ok=True)
+        self.latency.observe(target.deployment, latency_ms=latency_ms)
+        return result, None
+
+    def _learn_from(self, target: Target, error: UpstreamError, policy: RoutingPolicy) -> None:
+        if error.status == 429:
+            wait_s = retry.parse_retry_after(error.retry_after, now_wall=time.time())
+            self.breakers.hold(target.deployment, wait_s if wait_s is not None else DEFAULT_HOLD_S)
+        elif error.is_timeout or error.status is None or error.status >= 500:
+            self.breakers.record(target.deployment, policy.breaker, ok=False)
+
+    def report_stream_end(self, target: Target, policy: RoutingPolicy, *, ok: bool, latency_ms, ttfb_ms) -> None:
+        """A stream the pipeline relayed ended: its breaker and latency learn how it went."""
+        self.breakers.record(target.deployment, policy.breaker, ok=ok)
+        if ok and latency_ms is not None:
+            self.latency.observe(target.deployment, latency_ms=latency_ms, ttfb_ms=ttfb_ms)
 
 
-async def complete(client: httpx.AsyncClient, targets: tuple[Target, ...], body: dict[str, Any], attempts: Attempts):
-    return await _walk(targets, attempts, lambda target: adapter_for(target.kind).chat(client, target, body))
+def _may_fail_over(error: UpstreamError) -> bool:
+    return error.is_retryable or is_context_length_error(error) or error.status == 429
 
 
-async def open_stream(client: httpx.AsyncClient, targets: tuple[Target, ...], body: dict[str, Any], attempts: Attempts):
-    # Fail-over happens only here, before the first byte: once a stream is open it is never retried.
-    return await _walk(
-        targets, attempts, lambda target: adapter_for(target.kind).open_chat_stream(client, target, body)
-    )
-
-
-async def embeddings(client: httpx.AsyncClient, targets: tuple[Target, ...], body: dict[str, Any], attempts: Attempts):
-    return await _walk(targets, attempts, lambda target: adapter_for(target.kind).embeddings(client, target, body))
+def _error_name(error: UpstreamError) -> str:
+    if error.is_timeout:
+        return "timeout"
+    return (error.code or error.error_type or "upstream_error")[:64]

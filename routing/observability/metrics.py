@@ -23,6 +23,7 @@ from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram
 
 from billing import usage_writer
+from core.values import DEFAULT_POLICY
 from routing.control_plane import refresher, snapshot
 from routing.observability import node_files
 
@@ -85,8 +86,15 @@ READINESS = Gauge(
     multiprocess_mode="livemostrecent",
     registry=None,
 )
-# Circuit breakers arrive with routing/engine/breakers.py (a later issue). Their state belongs here, as a gauge
-# per deployment written from the breaker registry by WorkerGauges.sample; nothing is reported until then.
+BREAKER_CODES = {"closed": 0, "half-open": 1, "open": 2}
+BREAKER_STATE = Gauge(
+    "tollway_breaker_state",
+    "Each deployment's circuit breaker: 0 closed, 1 half-open (probing), 2 open (skipped); the worst any live "
+    "worker sees (with Redis, every worker sees the same).",
+    ["deployment"],
+    multiprocess_mode="livemax",
+    registry=None,
+)
 
 
 class _RouteTotals:
@@ -220,6 +228,8 @@ class WorkerGauges:
         self.change_feed_version.set(snapshot.current().version)
         keys = refresher.keys()
         self.key_cache_size.set(len(keys))
+        for deployment, state in breaker_states().items():
+            BREAKER_STATE.labels(deployment).set(BREAKER_CODES[state])
         for result, count in list(keys.counts.items()):
             # A new cache (a restarted control plane) starts its counts again from zero.
             delta = count - min(self._key_lookups_sampled.get(result, 0), count)
@@ -234,6 +244,26 @@ class WorkerGauges:
             self.open_fds.set(len(os.listdir("/proc/self/fd")))
         except OSError:
             pass  # not Linux: these two stay unreported
+
+
+def breaker_states(aliases=None, policies=None) -> dict[str, str]:
+    """Every deployment's breaker in this process's engine, by the breaker settings of the alias it serves (the
+    strictest reading when several aliases share it). The catalogue is the snapshot's unless given (a console
+    page passes the database's: its process may serve no /v1 traffic)."""
+    from routing.proxy import pipeline  # the gateway's engine; imported late: metrics load before the proxy
+
+    board = pipeline.engine().breakers
+    if aliases is None:
+        current = snapshot.current()
+        aliases, policies = current.aliases, current.policies
+    states: dict[str, str] = {}
+    for alias, targets in aliases.items():
+        policy = (policies or {}).get(alias, DEFAULT_POLICY)
+        for target in targets:
+            state = board.state(target.deployment, policy.breaker)
+            if BREAKER_CODES[state] >= BREAKER_CODES[states.get(target.deployment, "closed")]:
+                states[target.deployment] = state
+    return states
 
 
 def record_readiness(report) -> None:

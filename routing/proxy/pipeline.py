@@ -1,9 +1,18 @@
-"""One call through the gateway, shared by /v1/chat/completions and /v1/messages: resolve the alias, check
-limits, route, account. Views only parse and encode; this module never builds HTTP responses."""
+"""One call through the gateway, shared by /v1/chat/completions, /v1/embeddings and /v1/messages.
+
+    view (routing/proxy/views.py)      parses and encodes
+    -> Call (here)                     opens the usage event, resolves the alias, passes admission control
+                                       (billing/ledger), asks the engine, accounts, closes the event once
+    -> engine (routing/engine/router.py) chooses and tries deployments
+    -> adapter (routing/providers/)    speaks the provider's wire format
+    -> usage writer (billing/usage_writer.py) stores the record
+
+This module never builds HTTP responses; the errors it raises are rendered by the views.
+"""
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -16,18 +25,33 @@ from core.errors import (
     AliasNotAllowed,
     AllDeploymentsFailed,
     AllDeploymentsTimedOut,
+    DeploymentsUnavailable,
     GatewayError,
     InvalidRequest,
     UnknownAlias,
     UpstreamError,
     UpstreamRejected,
 )
-from core.values import Principal, Target, TokenUsage
+from core.values import DEFAULT_POLICY, Principal, Target, TokenUsage
 from routing.control_plane import snapshot
-from routing.engine import router
-from routing.engine.router import Attempts, RoutingFailed
+from routing.engine.constraints import Needs, needs_for
+from routing.engine.router import Engine, Plan, RoutingFailed
 from routing.providers.base import ChatResult, ChatStream, EmbeddingsResult
 from routing.providers.http import get_client
+from routing.providers.registry import adapter_for
+
+MIN_QUALITY_HEADER = "HTTP_X_TOLLWAY_MIN_QUALITY"
+
+_engine = Engine()
+
+
+def engine() -> Engine:
+    return _engine
+
+
+def install_engine(new: Engine) -> None:
+    global _engine
+    _engine = new
 
 
 def resolve(principal: Principal, alias: str) -> tuple[Target, ...]:
@@ -41,16 +65,29 @@ def resolve(principal: Principal, alias: str) -> tuple[Target, ...]:
     return targets
 
 
+def min_quality_from(meta: dict) -> float | None:
+    """x-tollway-min-quality: a number from 0 to 1 that raises the alias's quality floor for this call."""
+    raw = meta.get(MIN_QUALITY_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw[:32])
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:  # also NaN
+        raise InvalidRequest("x-tollway-min-quality must be a number from 0 to 1.", param="x-tollway-min-quality")
+    return value
+
+
 def error_for(failure: RoutingFailed) -> GatewayError:
     last = failure.last
-    tried = ", ".join(dict.fromkeys(e.message for e in failure.attempts.errors))
+    decision = failure.decision
+    if last is None:
+        return _nothing_eligible(decision)
+    tried = ", ".join(dict.fromkeys(f"{a.deployment}: {a.error or a.status}" for a in decision.attempts))
     if last.status is not None and 400 <= last.status < 500 and not last.is_retryable:
         return UpstreamRejected(
-            last.message,
-            status=last.status,
-            error_type=last.error_type,
-            code=last.code,
-            param=last.param,
+            last.message, status=last.status, error_type=last.error_type, code=last.code, param=last.param
         )
     if last.status == 429:
         return UpstreamRejected(
@@ -62,7 +99,161 @@ def error_for(failure: RoutingFailed) -> GatewayError:
         )
     if failure.all_timed_out:
         return AllDeploymentsTimedOut(f"Every deployment timed out: {tried}")
-    return AllDeploymentsFailed(f"Every deployment failed ({failure.attempts.count} tried): {tried}")
+    return AllDeploymentsFailed(f"Every deployment failed ({len(decision.attempts)} tried): {tried}")
+
+
+def _nothing_eligible(decision) -> GatewayError:
+    """No deployment could even be tried: say why, in the terms of the strictest reason."""
+    reasons = {skip.reason for skip in decision.skipped}
+    details = "; ".join(dict.fromkeys(f"{s.deployment}: {s.reason} ({s.detail})" for s in decision.skipped))
+    if reasons <= {"context"}:
+        return InvalidRequest(
+            f"The prompt and requested output exceed every deployment's context window: {details}",
+            code="context_length_exceeded",
+            param="messages",
+        )
+    if reasons & {"breaker-open", "retry-after", "rpm-limit", "tpm-limit"}:
+        return DeploymentsUnavailable(f"No deployment of '{decision.alias}' can take calls right now: {details}")
+    return InvalidRequest(
+        f"No deployment of '{decision.alias}' meets this request's needs: {details}", code="no_eligible_deployment"
+    )
+
+
+class Call:
+    """One authenticated /v1 request, from its usage event opening to its closing (exactly once).
+
+    Views use it as `async with Call(...) as call:`; an error raised inside closes the record with the error's
+    status, a normal exit closes it with 200, and a stream hands the closing over to its StreamRelay."""
+
+    def __init__(self, *, principal: Principal, endpoint: str, request_id: str, meta: dict) -> None:
+        self.principal = principal
+        self.meta = meta
+        self.usage = UsageEvent.begin(principal=principal, endpoint=endpoint, request_id=request_id)
+        self.plan: Plan | None = None
+        self.target: Target | None = None
+        self._relayed = False
+
+    async def __aenter__(self) -> "Call":
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None:
+            if isinstance(exc, GatewayError) and self.plan is not None:
+                # A refused call says what was tried and why, as an answered one does.
+                exc.headers.setdefault("x-tollway-route", self.plan.decision.route_header())
+                exc.headers.setdefault("x-tollway-attempts", str(len(self.plan.decision.attempts)))
+            fail(self.usage, exc)
+        elif not self._relayed:
+            finish(self.usage, status=200)
+        return False  # the view renders the error
+
+    # --- the steps ---------------------------------------------------------------------------------------------
+
+    async def complete_chat(self, body: dict[str, Any]) -> ChatResult:
+        result = await self._route(body, lambda target: adapter_for(target.kind).chat(get_client(), target, body))
+        result.body["model"] = self.target.model  # the upstream model that answered, on every endpoint
+        if result.usage.is_estimated:
+            await token_estimate.ready()
+            result.usage.prompt_tokens = token_estimate.count_prompt(body)
+            result.usage.completion_tokens = token_estimate.count_completion(result.body)
+        self._account(result.usage)
+        self.usage.ttfb_ms = self.usage.elapsed_ms()
+        return result
+
+    async def complete_embeddings(self, body: dict[str, Any]) -> EmbeddingsResult:
+        result = await self._route(body, lambda target: adapter_for(target.kind).embeddings(get_client(), target, body))
+        result.body["model"] = self.target.model
+        if result.usage.is_estimated:
+            await token_estimate.ready()
+            result.usage.prompt_tokens = token_estimate.count_prompt(body)
+        self._account(result.usage)
+        self.usage.ttfb_ms = self.usage.elapsed_ms()
+        return result
+
+    async def open_chat_stream(self, body: dict[str, Any], **encoders) -> "StreamRelay":
+        # Fail-over happens only here, before the first byte: once a stream is open it is never retried.
+        stream = await self._route(
+            body, lambda target: adapter_for(target.kind).open_chat_stream(get_client(), target, body)
+        )
+        self._relayed = True
+        return StreamRelay(call=self, stream=stream, request_body=body, **encoders)
+
+    def check_alias(self) -> None:
+        """The key may use the alias (403/404 otherwise), and the record names its subscription."""
+        resolve(self.principal, self.usage.alias)
+        self.usage.subscription_id = self.principal.subscription_for(self.usage.alias)
+
+    def headers(self) -> dict[str, str]:
+        usage = self.usage
+        headers = {"x-tollway-deployment": usage.deployment, "x-tollway-attempts": str(usage.attempts)}
+        if self.plan is not None:
+            headers["x-tollway-route"] = self.plan.decision.route_header()
+        if usage.downgraded_from:
+            headers["x-tollway-downgraded-from"] = usage.downgraded_from
+        return {**headers, **usage.limit_headers}
+
+    # --- inside ------------------------------------------------------------------------------------------------
+
+    async def _route(self, body: dict[str, Any], call: Callable[[Target], Awaitable[Any]]) -> Any:
+        """Resolve the alias, pass admission control (limits, budgets), let the engine choose and try; the usage
+        event learns which deployment answered, after how many attempts, and why."""
+        usage = self.usage
+        targets = resolve(self.principal, usage.alias)
+        usage.subscription_id = self.principal.subscription_for(usage.alias)
+        usage.alias, targets = await admission.admit(self.principal, usage.alias, targets, body, usage)
+        current = snapshot.current()
+        self.plan = engine().decide(
+            usage.alias, aliases=current.aliases, policies=current.policies, needs=await self._needs(body)
+        )
+        started = time.perf_counter()
+        tried: list[Target] = []
+
+        def attempt(target: Target) -> Awaitable[Any]:
+            tried.append(target)
+            return call(target)
+
+        try:
+            result, self.target = await engine().run(self.plan, attempt)
+            return result
+        except RoutingFailed as failure:
+            raise error_for(failure) from None
+        except orjson.JSONEncodeError as exc:
+            # Our encoder, not the provider, failed: a clean 400 on the usage record, never a 500 or a 502.
+            # validation.check_depth keeps admitted bodies within what orjson encodes; this is the backstop.
+            raise InvalidRequest(
+                f"The request could not be encoded for the upstream: {exc}", code="request_not_encodable"
+            ) from None
+        finally:
+            usage.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            usage.use_decision(self.plan.decision, tried[-1] if tried else None)
+
+    async def _needs(self, body: dict[str, Any]) -> Needs:
+        # Counted only when some deployment has a context window or a token quota to check it against, or the
+        # strategy prices it: the tokenizer costs more than the rest of the decision.
+        prompt_tokens = 0
+        if _counts_prompt(self.usage.alias):
+            await token_estimate.ready()
+            prompt_tokens = token_estimate.count_prompt(body)
+        return needs_for(
+            body,
+            endpoint=self.usage.endpoint,
+            prompt_tokens=prompt_tokens,
+            principal_regions=self.principal.allowed_regions,
+            principal_tags=self.principal.required_tags,
+            min_quality=min_quality_from(self.meta),
+        )
+
+    def _account(self, tokens: TokenUsage) -> None:
+        self.usage.record_tokens(tokens, self.target, baseline=snapshot.current().baselines.get(self.usage.alias))
+
+
+def _counts_prompt(alias: str) -> bool:
+    current = snapshot.current()
+    policy = current.policies.get(alias, DEFAULT_POLICY)
+    if policy.strategy == "cheapest":
+        return True
+    names = (alias, *policy.fallbacks)
+    return any(t.context_window or t.tpm_limit for name in names for t in current.aliases.get(name, ()))
 
 
 def finish(usage: UsageEvent, *, status: int, error_type: str = "") -> None:
@@ -83,62 +274,6 @@ def fail(usage: UsageEvent, exc: BaseException) -> None:
         finish(usage, status=500, error_type="server_error")
 
 
-def _account(usage: UsageEvent, tokens: TokenUsage, target: Target) -> None:
-    usage.record_tokens(tokens, target, baseline=snapshot.current().baselines.get(usage.alias))
-
-
-async def _route(principal: Principal, usage: UsageEvent, body: dict[str, Any], walk) -> tuple[Any, Target]:
-    """Resolve the alias, pass admission control (limits, budgets), and walk its deployments; the usage event
-    learns which one answered, and when."""
-    targets = resolve(principal, usage.alias)
-    usage.subscription_id = principal.subscription_for(usage.alias)
-    usage.alias, targets = await admission.admit(principal, usage.alias, targets, body, usage)
-    attempts = Attempts()
-    started = time.perf_counter()
-    try:
-        return await walk(get_client(), targets, attempts), attempts.target
-    except RoutingFailed as failure:
-        raise error_for(failure) from None
-    except orjson.JSONEncodeError as exc:
-        # Our encoder, not the provider, failed: a clean 400 on the usage record, never a 500 or a 502.
-        # validation.check_depth keeps admitted bodies within what orjson encodes; this is the backstop.
-        raise InvalidRequest(
-            f"The request could not be encoded for the upstream: {exc}", code="request_not_encodable"
-        ) from None
-    finally:
-        usage.use_target(attempts.target, attempts.count)
-        usage.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
-
-
-async def complete_chat(principal: Principal, body: dict[str, Any], usage: UsageEvent) -> ChatResult:
-    result, target = await _route(principal, usage, body, lambda c, t, a: router.complete(c, t, body, a))
-    # The response names the upstream model that answered, on every endpoint.
-    result.body["model"] = target.model
-    if result.usage.is_estimated:
-        await token_estimate.ready()
-        result.usage.prompt_tokens = token_estimate.count_prompt(body)
-        result.usage.completion_tokens = token_estimate.count_completion(result.body)
-    _account(usage, result.usage, target)
-    usage.ttfb_ms = usage.elapsed_ms()
-    return result
-
-
-async def complete_embeddings(principal: Principal, body: dict[str, Any], usage: UsageEvent) -> EmbeddingsResult:
-    result, target = await _route(principal, usage, body, lambda c, t, a: router.embeddings(c, t, body, a))
-    result.body["model"] = target.model
-    if result.usage.is_estimated:
-        await token_estimate.ready()
-        result.usage.prompt_tokens = token_estimate.count_prompt(body)
-    _account(usage, result.usage, target)
-    usage.ttfb_ms = usage.elapsed_ms()
-    return result
-
-
-async def open_chat_stream(principal: Principal, body: dict[str, Any], usage: UsageEvent) -> tuple[ChatStream, Target]:
-    # Fail-over happens only here, before the first byte: once a stream is open it is never retried.
-    return await _route(principal, usage, body, lambda c, t, a: router.open_stream(c, t, body, a))
-
-
 class StreamRelay:
     """Relays an open upstream stream to the client, encoding each chunk as it arrives, and closes the usage
     record exactly once: at the end, on an upstream failure, or when the client goes away (the ASGI router
@@ -147,15 +282,14 @@ class StreamRelay:
     def __init__(
         self,
         *,
+        call: Call,
         stream: ChatStream,
-        usage: UsageEvent,
-        target: Target,
         request_body: dict[str, Any],
         encode_chunk: Callable[[dict[str, Any]], list[bytes]],
         encode_end: Callable[[TokenUsage | None], list[bytes]],
         encode_error: Callable[[UpstreamError], bytes],
     ) -> None:
-        self.stream, self.usage, self.target = stream, usage, target
+        self.call, self.stream, self.usage, self.target = call, stream, call.usage, call.target
         self.request_body = request_body
         self.encode_chunk, self.encode_end, self.encode_error = encode_chunk, encode_end, encode_error
         self._completion_text: list[str] = []
@@ -212,5 +346,17 @@ class StreamRelay:
                     completion_tokens=token_estimate.count_text("".join(self._completion_text)),
                     is_estimated=True,
                 )
-            _account(self.usage, tokens, self.target)
+            self.call._account(tokens)
+            # The breaker and latency average learn how the stream went (a client leaving is nobody's fault).
+            if error_type != "client_disconnected":
+                attempts = self.call.plan.decision.attempts if self.call.plan else []
+                answered_through = attempts[-1].alias if attempts else self.usage.alias  # a fallback, maybe
+                policy = snapshot.current().policies.get(answered_through, DEFAULT_POLICY)
+                engine().report_stream_end(
+                    self.target,
+                    policy,
+                    ok=error_type == "",
+                    latency_ms=self.usage.elapsed_ms(),
+                    ttfb_ms=self.usage.ttfb_ms,
+                )
             finish(self.usage, status=status, error_type=error_type)

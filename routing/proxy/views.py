@@ -13,7 +13,6 @@ from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework import exceptions
 from rest_framework.parsers import BaseParser
 
-from billing.usage import UsageEvent
 from core.bounds import clip
 from core.errors import GatewayError, InvalidApiKey, InvalidRequest, MethodNotAllowed
 from routing.control_plane import snapshot
@@ -110,64 +109,44 @@ class GatewayView(APIView):
     def error_body(self, exc: GatewayError) -> dict:
         return exc.to_body()
 
-    def begin_usage(self, request) -> UsageEvent:
-        return UsageEvent.begin(
-            principal=request.auth, endpoint=self.endpoint, request_id=request._request.META["tollway.request_id"]
+    def begin_call(self, request) -> pipeline.Call:
+        meta = request._request.META
+        return pipeline.Call(
+            principal=request.auth, endpoint=self.endpoint, request_id=meta["tollway.request_id"], meta=meta
         )
 
-    def read_body(self, request, usage: UsageEvent) -> dict:
+    def read_body(self, request, call: pipeline.Call) -> dict:
         if "tollway.body_error" in request._request.META:
             raise request._request.META["tollway.body_error"]  # too large, or its Content-Encoding (config/asgi.py)
         body = request.data  # OrjsonParser checks its depth
-        usage.alias = validation.check_model(body)
+        call.usage.alias = validation.check_model(body)
         if isinstance(body.get("stream"), bool):
-            usage.stream = body["stream"]
+            call.usage.stream = body["stream"]
         return body
-
-
-def deployment_headers(usage: UsageEvent) -> dict[str, str]:
-    headers = {"x-tollway-deployment": usage.deployment, "x-tollway-attempts": str(usage.attempts)}
-    if usage.downgraded_from:
-        headers["x-tollway-downgraded-from"] = usage.downgraded_from
-    return {**headers, **usage.limit_headers}
 
 
 class ChatCompletionsView(GatewayView):
     endpoint = "chat.completions"
 
     async def post(self, request):
-        usage = self.begin_usage(request)
-        try:
-            body = self.read_body(request, usage)
+        async with self.begin_call(request) as call:
+            body = self.read_body(request, call)
             validation.check_chat(body)
-            if usage.stream:
-                stream, target = await pipeline.open_chat_stream(request.auth, body, usage)
-            else:
-                result = await pipeline.complete_chat(request.auth, body, usage)
-                content = orjson.dumps(result.body)
-        except BaseException as exc:
-            pipeline.fail(usage, exc)
-            raise
-        if not usage.stream:
-            pipeline.finish(usage, status=200)
-            return HttpResponse(content, content_type=JSON, headers=deployment_headers(usage))
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        relay = pipeline.StreamRelay(
-            stream=stream,
-            usage=usage,
-            target=target,
-            request_body=body,
-            encode_chunk=sse.openai_chunk_encoder(include_usage=include_usage),
-            encode_end=sse.openai_end,
-            encode_error=sse.openai_error_event,
-        )
-        return stream_response(relay, usage)
+            if not call.usage.stream:
+                result = await call.complete_chat(body)
+                return HttpResponse(orjson.dumps(result.body), content_type=JSON, headers=call.headers())
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            relay = await call.open_chat_stream(
+                body,
+                encode_chunk=sse.openai_chunk_encoder(include_usage=include_usage),
+                encode_end=sse.openai_end,
+                encode_error=sse.openai_error_event,
+            )
+            return stream_response(relay, call)
 
 
-def stream_response(relay: pipeline.StreamRelay, usage: UsageEvent) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(
-        streaming_content=(), content_type="text/event-stream", headers=deployment_headers(usage)
-    )
+def stream_response(relay: pipeline.StreamRelay, call: pipeline.Call) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(streaming_content=(), content_type="text/event-stream", headers=call.headers())
     response["cache-control"] = "no-cache"
     # The ASGI router pumps the relay itself and cancels it when the client disconnects.
     response.tollway_relay = relay
@@ -178,18 +157,12 @@ class EmbeddingsView(GatewayView):
     endpoint = "embeddings"
 
     async def post(self, request):
-        usage = self.begin_usage(request)
-        try:
-            body = self.read_body(request, usage)
-            usage.stream = False
+        async with self.begin_call(request) as call:
+            body = self.read_body(request, call)
+            call.usage.stream = False
             validation.check_embeddings(body)
-            result = await pipeline.complete_embeddings(request.auth, body, usage)
-            content = orjson.dumps(result.body)
-        except BaseException as exc:
-            pipeline.fail(usage, exc)
-            raise
-        pipeline.finish(usage, status=200)
-        return HttpResponse(content, content_type=JSON, headers=deployment_headers(usage))
+            result = await call.complete_embeddings(body)
+            return HttpResponse(orjson.dumps(result.body), content_type=JSON, headers=call.headers())
 
 
 def _model_entry(alias: str) -> dict:
@@ -203,8 +176,7 @@ class ModelsView(GatewayView):
     endpoint = "models"
 
     async def get(self, request, model_id: str | None = None):
-        usage = self.begin_usage(request)
-        try:
+        async with self.begin_call(request) as call:
             principal = request.auth
             aliases = sorted(
                 alias
@@ -212,17 +184,11 @@ class ModelsView(GatewayView):
                 if principal.allowed_aliases is None or alias in principal.allowed_aliases
             )
             if model_id is None:
-                response = json_response({"object": "list", "data": [_model_entry(a) for a in aliases]})
-            else:
-                usage.alias = model_id
-                if model_id not in aliases:
-                    pipeline.resolve(principal, model_id)  # raises the right 403/404
-                response = json_response(_model_entry(model_id))
-        except BaseException as exc:
-            pipeline.fail(usage, exc)
-            raise
-        pipeline.finish(usage, status=200)
-        return response
+                return json_response({"object": "list", "data": [_model_entry(a) for a in aliases]})
+            call.usage.alias = model_id
+            if model_id not in aliases:
+                pipeline.resolve(principal, model_id)  # raises the right 403/404
+            return json_response(_model_entry(model_id))
 
 
 class MessagesView(GatewayView):
@@ -236,39 +202,28 @@ class MessagesView(GatewayView):
         )
 
     async def post(self, request):
-        usage = self.begin_usage(request)
-        try:
-            body = self.read_body(request, usage)
+        async with self.begin_call(request) as call:
+            body = self.read_body(request, call)
             try:
                 chat_body = anthropic_messages.to_openai_request(body)
             except anthropic_messages.InvalidMessagesRequest as exc:
                 raise InvalidRequest(exc.message, param=exc.param) from None
-            if usage.stream:
-                stream, target = await pipeline.open_chat_stream(request.auth, chat_body, usage)
-            else:
-                result = await pipeline.complete_chat(request.auth, chat_body, usage)
-                model = result.body["model"]  # the upstream model that answered (pipeline.complete_chat)
+            if not call.usage.stream:
+                result = await call.complete_chat(chat_body)
+                model = result.body["model"]  # the upstream model that answered (Call.complete_chat)
                 message = anthropic_messages.to_anthropic_message(result.body, model=model, usage=result.usage)
-                content = orjson.dumps(message)
-        except BaseException as exc:
-            pipeline.fail(usage, exc)
-            raise
-        if not usage.stream:
-            pipeline.finish(usage, status=200)
-            return HttpResponse(content, content_type=JSON, headers=deployment_headers(usage))
-        encoder = AnthropicStreamEncoder(model=target.model, message_id=anthropic_messages.new_message_id())
-        relay = pipeline.StreamRelay(
-            stream=stream,
-            usage=usage,
-            target=target,
-            request_body=chat_body,
-            encode_chunk=encoder.feed,
-            encode_end=encoder.finish,
-            encode_error=lambda error: b"".join(
-                encoder.error(anthropic_messages.error_type_for_status(error.status or 500), error.message)
-            ),
-        )
-        return stream_response(relay, usage)
+                return HttpResponse(orjson.dumps(message), content_type=JSON, headers=call.headers())
+            encoder = AnthropicStreamEncoder(model="", message_id=anthropic_messages.new_message_id())
+            relay = await call.open_chat_stream(
+                chat_body,
+                encode_chunk=encoder.feed,
+                encode_end=encoder.finish,
+                encode_error=lambda error: b"".join(
+                    encoder.error(anthropic_messages.error_type_for_status(error.status or 500), error.message)
+                ),
+            )
+            encoder.model = call.target.model  # known once a deployment answered
+            return stream_response(relay, call)
 
 
 class CountTokensView(MessagesView):
@@ -279,21 +234,14 @@ class CountTokensView(MessagesView):
     endpoint = "messages.count_tokens"
 
     async def post(self, request):
-        usage = self.begin_usage(request)
-        try:
-            body = self.read_body(request, usage)
-            usage.stream = False
+        async with self.begin_call(request) as call:
+            body = self.read_body(request, call)
+            call.usage.stream = False
             try:
                 # count_tokens takes no max_tokens; the translation wants one.
                 chat_body = anthropic_messages.to_openai_request({**body, "max_tokens": 1, "stream": False})
             except anthropic_messages.InvalidMessagesRequest as exc:
                 raise InvalidRequest(exc.message, param=exc.param) from None
-            pipeline.resolve(request.auth, usage.alias)  # the key's alias scope: 403/404 as for a message
-            usage.subscription_id = request.auth.subscription_for(usage.alias)
+            call.check_alias()  # the key's alias scope: 403/404 as for a message
             input_tokens = await anthropic_messages.count_input_tokens(chat_body)
-            content = orjson.dumps({"input_tokens": input_tokens})
-        except BaseException as exc:
-            pipeline.fail(usage, exc)
-            raise
-        pipeline.finish(usage, status=200)
-        return HttpResponse(content, content_type=JSON)
+            return HttpResponse(orjson.dumps({"input_tokens": input_tokens}), content_type=JSON)

@@ -7,6 +7,7 @@ import pytest
 
 from billing import token_estimate
 from portal import services
+from routing.models import Deployment
 from tests.gateway import start_gateway, wait_for_usage
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,9 +56,15 @@ def chat(gateway, key, content, path="/v1/chat/completions", model="gpt-4o-mini"
     return httpx.post(f"{gateway.url}{path}", json=body, headers={"authorization": f"Bearer {key}"}, timeout=60)
 
 
+@pytest.fixture
+def windows_unknown(catalogue):
+    # What is tested here is counting a huge prompt, not the context check that would refuse it (tested below).
+    Deployment.objects.update(context_window=None)
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
 @pytest.mark.parametrize("content", [MB_1_5, MB_5, "<|endoftext|>"], ids=["1.5MB", "5MB", "special-token"])
-def test_a_huge_prompt_under_a_tpm_limit_is_served(transactional_db, team, catalogue, path, content):
+def test_a_huge_prompt_under_a_tpm_limit_is_served(transactional_db, team, windows_unknown, path, content):
     key = services.issue_api_key(team=team, name="limited", tpm_limit=100_000_000).secret
     with start_gateway() as gateway:
         response = chat(gateway, key, content, path=path)
@@ -67,13 +74,24 @@ def test_a_huge_prompt_under_a_tpm_limit_is_served(transactional_db, team, catal
     assert record.prompt_tokens > 0
 
 
-def test_a_huge_prompt_to_an_upstream_that_reports_no_usage_is_estimated_not_blamed_on_it(gateway, api_key):
+def test_a_huge_prompt_to_an_upstream_that_reports_no_usage_is_estimated_not_blamed_on_it(windows_unknown, api_key):
     body = {"model": "no-usage", "stream": True, "messages": [{"role": "user", "content": MB_5}]}
     headers = {"authorization": f"Bearer {api_key}"}
-    response = httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+    with start_gateway() as gateway:
+        response = httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers, timeout=60)
 
     assert response.status_code == 200, response.text[:300]
     assert response.text.endswith("data: [DONE]\n\n")
     [record] = wait_for_usage(1)
     assert record.estimated
     assert record.prompt_tokens >= exact_count(MB_5)
+
+
+def test_a_prompt_larger_than_every_context_window_is_refused_before_any_upstream_call(gateway, api_key):
+    response = chat(gateway, api_key, MB_1_5)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "context_length_exceeded"
+    [record] = wait_for_usage(1)
+    assert (record.status, record.error_type, record.attempts) == (400, "context_length_exceeded", 0)
+    assert record.decision["skipped"][0]["reason"] == "context"

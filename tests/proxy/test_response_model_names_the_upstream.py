@@ -47,7 +47,9 @@ async def self_naming_upstream(scope, receive, send):
 def gateway_and_key(transactional_db, team):
     with LoopbackServer(self_naming_upstream) as upstream:
         provider = ProviderFactory(name="self-naming", base_url=f"{upstream.url}/v1")
-        make_alias("named", DeploymentFactory(name="named-deployment", provider=provider, model=DEPLOYED))
+        make_alias(
+            "named", DeploymentFactory(name="named-deployment", provider=provider, model=DEPLOYED, capabilities=[])
+        )
         key = services.issue_api_key(team=team).secret
         with start_gateway() as gateway:
             yield gateway, key

@@ -50,7 +50,9 @@ def provider_gateway(request, transactional_db):
         )
         make_alias("chat", DeploymentFactory(name="chat", provider=provider, model="test-model"))
         make_alias("tools", DeploymentFactory(name="tools", provider=provider, model="test-tools"))
-        make_alias("embed", DeploymentFactory(name="embed", provider=provider, model="test-embed"))
+        make_alias(
+            "embed", DeploymentFactory(name="embed", provider=provider, model="test-embed", capabilities=["embeddings"])
+        )
         key = services.issue_api_key(team=TeamFactory()).secret
         with start_gateway() as gateway:
             yield kind, gateway, key, reply, upstream
