@@ -73,7 +73,8 @@ def models_called(upstream) -> list[str]:
 
 def test_a_context_length_error_fails_over_to_a_deployment_with_a_larger_context(faulty_upstream, provider, caller_key):
     # The catalogue does not state the small model's window: only its upstream's 400 tells.
-    small, large = deployment(provider, "ctx-small"), deployment(provider, "ctx-large", context_window=128_000)
+    small = deployment(provider, "ctx-small", context_window=None)
+    large = deployment(provider, "ctx-large", context_window=128_000)
     alias_of("long-prompts", small, large)
     faulty_upstream.limit_context("ctx-small", SMALL_WINDOW)
     with start_gateway() as gateway:
