@@ -6,6 +6,10 @@ call is billed twice, nor for more than one attempt's tokens.
 The alias lists the dead deployment first (priority), then the rate-limited one, then the healthy one. 2,000
 calls from 16 callers go to the two processes in turn, paced at 100 a second so the dead phase spans two
 cool-down windows: the first 1,000 while it is dead, the rest after it recovers.
+
+Both processes meet the dead deployment at once there, so each may open its breaker on its own failures; the
+second test shows the sharing itself: a breaker and a hold one process learnt are in force in the other before
+it has called either.
 """
 
 import math
@@ -266,3 +270,41 @@ def test_two_processes_answer_through_a_dead_and_a_rate_limited_deployment_and_b
     # And together the decisions tell what the upstream saw, attempt for attempt.
     recorded = Counter((a["deployment"], a["status"]) for r in records.values() for a in r.decision["attempts"])
     assert recorded == Counter((call.model, call.status) for call in load_calls)
+
+
+def test_a_breaker_and_a_hold_one_process_learns_apply_in_the_other_before_it_calls_either(
+    tmp_path, team, faulty_upstream, resilient_alias
+):
+    upstream = faulty_upstream
+    key = services.issue_api_key(team=team, name="sharing").secret
+    upstream.fail(DEAD, status=503)
+    upstream.rate_limit(LIMITED, retry_after_s=60)  # outlasts the test: the hold cannot end on its own
+
+    with running_cluster(tmp_path, refresh_s=LONG_REFRESH_S) as cluster:
+        first, second = cluster.urls
+        upstream.peer_of = ConnectionOwners(upstream.port, {g.url: g.process.pid for g in cluster.gateways})
+        assert [warm_up(url, key) for url in cluster.urls] == [200, 200]
+        # One at a time, to the first process only: each failure is counted before the next call starts.
+        with PacedCalls([first], key, body=BODY, calls=CONSECUTIVE_FAILURES, callers=1, per_s=1000) as alone:
+            alone.wait_for(CONSECUTIVE_FAILURES, timeout_s=30)
+        opened_at = time.monotonic()
+        assert breaker_state(first, DEAD) == OPEN
+        seen_at = wait_until(
+            lambda: breaker_state(second, DEAD) == OPEN,
+            timeout_s=2,
+            what=f"the second process reporting the breaker of {DEAD} open, having called nothing",
+        )
+        print(f"open in the second process {seen_at - opened_at:.3f} s after the first reported it")
+        with PacedCalls([second], key, body=BODY, calls=1, callers=1, per_s=1) as after:
+            after.wait_for(1, timeout_s=30)
+
+    # The first process: the dead one failed consecutive_failures times, the rate-limited one was asked once.
+    assert [(a.status, a.deployment, a.attempts) for a in alone.answers] == [(200, HEALTHY, 3)] + [
+        (200, HEALTHY, 2)
+    ] * (CONSECUTIVE_FAILURES - 1)
+    assert upstream.count_by_peer(DEAD) == {first: CONSECUTIVE_FAILURES}
+    assert upstream.count_by_peer(LIMITED) == {first: 1}
+    # The second process skipped both on its first call of the alias: it had learnt of them through Redis.
+    [answer] = after.answers
+    assert (answer.status, answer.deployment, answer.attempts) == (200, HEALTHY, 1), answer
+    assert skipped_count(answer.route) == 2, answer
