@@ -20,6 +20,7 @@ from billing.dashboards import budgets as budget_reads
 from billing.dashboards import scope as dashboard_scope
 from billing.models import Budget, BudgetCounter, UsageAggregate
 from billing.views import plotly_js
+from core.values import Attempt, Decision, Skip
 from tests.billing.factories import UsageRecordFactory
 from tests.portal.test_console_world import build_world
 
@@ -399,6 +400,35 @@ def test_a_request_shows_its_routing_timings_and_cost_and_says_bodies_are_not_ke
     assert "<code>backup-gpt</code> at azure" in page and "2 retries or fallbacks" in page
     assert "40.0 ms (latency − upstream)" in page and 'data-testid="request-cost">$0.0123<' in page
     assert "keeps no prompt or response bodies" in page
+
+
+def test_a_request_shows_the_routing_decision_skips_and_attempts(client, world):
+    decision = Decision(alias="smart", strategy="cheapest", reason="est. $0.0001", candidates=["mid", "premium"])
+    decision.skipped.append(Skip("cheap", "quality", "quality 0.5 below 0.7"))
+    decision.attempts += [
+        Attempt("mid", "smart", 503, "server_error", 12.5),
+        Attempt("premium", "smart", 200, "", 80.0),
+    ]
+    record = UsageRecordFactory(
+        tenant=world.tenant, team=world.team, created_at=timezone.now(), strategy="cheapest",
+        decision=decision.to_record(), attempts=2,
+    )  # fmt: skip
+    client.force_login(world.users["finance"])
+
+    page = client.get(f"{REQUESTS}{record.request_id}/").content.decode()
+
+    assert '<code>cheapest</code> <span class="muted small">est. $0.0001</span>' in page
+    assert "<code>cheap</code></td><td>quality" in page and "quality 0.5 below 0.7" in page
+    assert "<code>server_error</code> (503)" in page and "80.0 ms" in page
+
+
+def test_a_record_without_a_decision_says_so(client, world):
+    record = UsageRecordFactory(tenant=world.tenant, team=world.team, created_at=timezone.now())
+    client.force_login(world.users["finance"])
+
+    page = client.get(f"{REQUESTS}{record.request_id}/").content.decode()
+
+    assert "This record has no routing decision" in page
 
 
 def test_the_request_log_pages_by_keyset_from_newest_to_oldest(client, world):
