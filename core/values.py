@@ -137,7 +137,7 @@ SKIP_REASONS = (
     "quality",  # below the floor (min_quality or x-tollway-min-quality)
     "rpm-limit",  # at its provider's quota this minute
     "tpm-limit",
-    "retry-after",  # the provider asked us to wait longer than the call's deadline allows
+    "retry-after",  # the provider answered 429 with a Retry-After that has not passed yet
 )
 
 

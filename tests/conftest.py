@@ -1,6 +1,7 @@
 import pytest
 
 from portal import services
+from tests.engine_state import clear_shared_engine_state
 from tests.factories import DeploymentFactory, ProviderFactory, TeamFactory, make_alias
 from tests.gateway import start_gateway
 from tests.upstreams.openai_server import OpenAIUpstream
@@ -10,6 +11,12 @@ from tests.upstreams.server import LoopbackServer
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def no_engine_state_from_earlier_tests():
+    """Every test's gateways start without the breakers and holds an earlier test left in Redis."""
+    clear_shared_engine_state()
 
 
 # The gateway fixtures below are shared by the proxy, portal and browser tests.

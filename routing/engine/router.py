@@ -128,7 +128,13 @@ class Engine:
                 is_open=lambda deployment, p=route_policy: self.breakers.is_open(deployment, p.breaker),
                 over_quota=self.over_quota,
             )
-            decision.skipped.extend(skipped)
+            # A deployment kept aside for its provider's Retry-After is not broken: say which it is.
+            decision.skipped.extend(
+                Skip(s.deployment, "retry-after", "held for its Retry-After")
+                if s.reason == "breaker-open" and self.breakers.held_for(s.deployment)
+                else s
+                for s in skipped
+            )
             if not usable:
                 continue
             ordered, reason, estimates = strategies.order(
