@@ -86,15 +86,16 @@ def _catalogue(cur: psycopg.Cursor, shape: Shape, upstream_url: str) -> None:
     # Alias i is served by deployment i; `bench` and `bench-stream` are the two the load uses.
     cur.execute(
         """INSERT INTO routing_deployment (id, name, model, input_per_1m, output_per_1m, capabilities, is_enabled,
-                                           updated_at, provider_id)
+                                           updated_at, provider_id, region, tags)
            SELECT i, CASE i WHEN 1 THEN 'bench' WHEN 2 THEN 'bench-stream' ELSE 'scale-' || lpad(i::text, 5, '0') END,
-                  'gpt-4o-mini', 0.15, 0.60, '[]'::jsonb, true, now(), CASE i WHEN 2 THEN 2 ELSE 1 END
+                  'gpt-4o-mini', 0.15, 0.60, '[]'::jsonb, true, now(), CASE i WHEN 2 THEN 2 ELSE 1 END, '',
+                  '[]'::jsonb
            FROM generate_series(1, %(aliases)s::int) AS i""",
         {"aliases": shape.aliases},
     )
     cur.execute(
-        """INSERT INTO routing_modelalias (id, name, description, updated_at)
-           SELECT id, name, '', now() FROM routing_deployment"""
+        """INSERT INTO routing_modelalias (id, name, description, updated_at, routing)
+           SELECT id, name, '', now(), '{}'::jsonb FROM routing_deployment"""
     )
     cur.execute(
         """INSERT INTO routing_aliasdeployment (id, priority, deployment_id, alias_id)
@@ -113,9 +114,10 @@ def _tenants_and_teams(cur: psycopg.Cursor, shape: Shape) -> int:
         {"tenants": tenants},
     )
     cur.execute(
-        """INSERT INTO portal_team (id, name, slug, created_at, tenant_id)
+        """INSERT INTO portal_team (id, name, slug, created_at, tenant_id, allowed_regions, required_tags)
            SELECT i, CASE i WHEN 1 THEN 'bench' ELSE 'team-' || i END,
-                  CASE i WHEN 1 THEN 'bench' ELSE 'team-' || i END, now(), (i - 1) %% %(tenants)s + 1
+                  CASE i WHEN 1 THEN 'bench' ELSE 'team-' || i END, now(), (i - 1) %% %(tenants)s + 1,
+                  '[]'::jsonb, '[]'::jsonb
            FROM generate_series(1, %(teams)s::int) AS i""",
         {"tenants": tenants, "teams": shape.teams},
     )
@@ -153,24 +155,26 @@ def _keys(cur: psycopg.Cursor, shape: Shape, load_keys: list[tuple[str, str]]) -
     # rest operator keys for every alias, none revoked or expiring, so every call the bench makes may succeed.
     with cur.copy(
         "COPY portal_apikey (id, name, prefix, secret_hash, allowed_aliases, is_revoked, created_at, updated_at, "
-        "team_id, source) FROM STDIN"
+        "team_id, source, allowed_regions, required_tags) FROM STDIN"
     ) as copy:
         for number, (key, secret_hash) in enumerate(load_keys, start=1):
             source = "portal" if number % 2 == 0 else "operator"
             team = (number - 1) % (shape.load_teams or shape.teams) + 1
             row = (number, f"load-{number}", key[:DISPLAY_PREFIX_LENGTH], secret_hash, "[]", False)
-            copy.write_row((*row, "now", "now", team, source))
+            copy.write_row((*row, "now", "now", team, source, "[]", "[]"))
     # Junk keys: the same mix, plus the states real key tables hold: 5% revoked, 5% expiring next year, 1% with
     # limits, and a tenth of the portal keys scoped to one subscription.
     cur.execute(
         """INSERT INTO portal_apikey (id, name, prefix, secret_hash, allowed_aliases, expires_at, is_revoked,
-                                       revoked_at, rpm_limit, tpm_limit, created_at, updated_at, team_id, source)
+                                       revoked_at, rpm_limit, tpm_limit, created_at, updated_at, team_id, source,
+                                       allowed_regions, required_tags)
             SELECT i, 'key-' || i, 'sk-tw-' || lpad(to_hex(i), 8, '0'), md5(i::text) || md5(i::text || 'x'),
                    CASE WHEN i %% 7 = 0 THEN '["bench"]'::jsonb ELSE '[]'::jsonb END,
                    CASE WHEN i %% 20 = 1 THEN now() + interval '1 year' END,
                    i %% 20 = 0, CASE WHEN i %% 20 = 0 THEN now() END,
                    CASE WHEN i %% 100 = 3 THEN 600 END, CASE WHEN i %% 100 = 3 THEN 100000 END,
-                   now(), now(), (i - 1) %% %(teams)s + 1, CASE WHEN i %% 2 = 0 THEN 'portal' ELSE 'operator' END
+                   now(), now(), (i - 1) %% %(teams)s + 1, CASE WHEN i %% 2 = 0 THEN 'portal' ELSE 'operator' END,
+                   '[]'::jsonb, '[]'::jsonb
             FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS i""",
         {"teams": shape.teams, "first": len(load_keys) + 1, "last": shape.keys},
     )

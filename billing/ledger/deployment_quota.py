@@ -105,7 +105,10 @@ class DeploymentQuota:
         failing = False
         while True:
             await asyncio.sleep(SYNC_S)
-            self.watch(limited())
+            watched = limited()
+            if not watched and not self._unsynced:
+                continue  # no deployment has a quota: nothing to count, no Redis call
+            self.watch(watched)
             try:
                 await self.sync_once(redis_client, prefix)
             except asyncio.CancelledError:

@@ -215,11 +215,28 @@ class WorkerGauges:
         )
         self.key_cache_size = gauge("tollway_key_cache_size", "API keys held in memory by live workers.")
         self._key_lookups_sampled: dict[str, int] = {}
+        self._breakers_of = None  # the snapshot whose deployments were last all reported
+        self._breaker_codes: dict[str, int] = {}
         self.processes = gauge("tollway_worker_processes", "Live gateway worker processes.")
         self.resident_memory = gauge("tollway_worker_resident_memory_bytes", "Resident memory of live workers.")
         self.cpu_seconds = gauge("tollway_worker_cpu_seconds", "CPU time used by live workers.")
         self.open_fds = gauge("tollway_worker_open_fds", "Open file descriptors of live workers.")
         self.processes.set(1)
+
+    def _report_breakers(self) -> None:
+        """Each deployment's breaker gauge, written when it changes: a catalogue of a thousand deployments would
+        otherwise cost a thousand metric-file writes a second in every idle worker."""
+        current = snapshot.current()
+        if current.aliases is not self._breakers_of:  # the same catalogue while only loaded_at moves
+            self._breakers_of = current.aliases
+            states = breaker_states()  # every deployment, closed ones included, once per catalogue change
+        else:
+            states = pipeline_breakers().snapshot()  # only the ones this process has seen fail or recover
+        for deployment, state in states.items():
+            code = BREAKER_CODES[state]
+            if self._breaker_codes.get(deployment) != code:
+                BREAKER_STATE.labels(deployment).set(code)
+                self._breaker_codes[deployment] = code
 
     def sample(self) -> None:
         """Reads /proc: run it off the event loop."""
@@ -228,8 +245,7 @@ class WorkerGauges:
         self.change_feed_version.set(snapshot.current().version)
         keys = refresher.keys()
         self.key_cache_size.set(len(keys))
-        for deployment, state in breaker_states().items():
-            BREAKER_STATE.labels(deployment).set(BREAKER_CODES[state])
+        self._report_breakers()
         for result, count in list(keys.counts.items()):
             # A new cache (a restarted control plane) starts its counts again from zero.
             delta = count - min(self._key_lookups_sampled.get(result, 0), count)
@@ -246,13 +262,17 @@ class WorkerGauges:
             pass  # not Linux: these two stay unreported
 
 
+def pipeline_breakers():
+    from routing.proxy import pipeline  # the gateway's engine; imported late: metrics load before the proxy
+
+    return pipeline.engine().breakers
+
+
 def breaker_states(aliases=None, policies=None) -> dict[str, str]:
     """Every deployment's breaker in this process's engine, by the breaker settings of the alias it serves (the
     strictest reading when several aliases share it). The catalogue is the snapshot's unless given (a console
     page passes the database's: its process may serve no /v1 traffic)."""
-    from routing.proxy import pipeline  # the gateway's engine; imported late: metrics load before the proxy
-
-    board = pipeline.engine().breakers
+    board = pipeline_breakers()
     if aliases is None:
         current = snapshot.current()
         aliases, policies = current.aliases, current.policies

@@ -121,11 +121,20 @@ class Gateway:
         await asyncio.get_running_loop().run_in_executor(None, db_thread.shutdown)
 
 
+_quotas_of: tuple[object, set[str]] = (None, set())
+
+
 def _deployments_with_quotas() -> set[str]:
+    """The catalogue's deployments with a provider quota; read again only when the snapshot changes (it is
+    asked four times a second, and a catalogue may have thousands of deployments)."""
+    global _quotas_of
     current = snapshot.current()
-    return {
-        t.deployment
-        for targets in current.aliases.values()
-        for t in targets
-        if t.rpm_limit is not None or t.tpm_limit is not None
-    }
+    if _quotas_of[0] is not current.aliases:  # the same catalogue while only loaded_at moves
+        limited = {
+            t.deployment
+            for targets in current.aliases.values()
+            for t in targets
+            if t.rpm_limit is not None or t.tpm_limit is not None
+        }
+        _quotas_of = (current.aliases, limited)
+    return _quotas_of[1]

@@ -55,6 +55,7 @@ def routed_catalogue(openai_upstream):
                 deployment("premium-gpt4", price_in="10", price_out="30", quality=0.95, region="eu"),
                 deployment("dead", price_in="0.01", price_out="0.01", model="fail-500"),
                 deployment("chat-only", price_in="0.05", price_out="0.05", capabilities=["chat"]),
+                deployment("quota-2", price_in="0.01", price_out="0.01", rpm_limit=2),
             ],
             "aliases": [
                 {
@@ -63,6 +64,27 @@ def routed_catalogue(openai_upstream):
                     "routing": {"strategy": "cheapest", "min_quality": 0.7},
                 },
                 {"name": "flaky", "deployments": ["dead"], "routing": {"fallbacks": ["smart"]}},
+                {
+                    "name": "turns",
+                    "deployments": ["cheap-llama", "premium-gpt4"],
+                    "routing": {"strategy": "round-robin"},
+                },
+                {
+                    "name": "weights",
+                    "deployments": ["cheap-llama", "premium-gpt4"],
+                    "routing": {"strategy": "weighted", "weights": {"cheap-llama": 0, "premium-gpt4": 1}},
+                },
+                {
+                    "name": "fastest",
+                    "deployments": ["cheap-llama", "premium-gpt4"],
+                    "routing": {"strategy": "lowest-latency"},
+                },
+                {
+                    "name": "idlest",
+                    "deployments": ["cheap-llama", "premium-gpt4"],
+                    "routing": {"strategy": "least-busy"},
+                },
+                {"name": "quota", "deployments": ["quota-2", "premium-gpt4"]},
                 {
                     "name": "anywhere",
                     "deployments": ["mid-mixtral", "cheap-llama"],
@@ -239,3 +261,48 @@ def test_the_console_catalogue_shows_each_deployments_breaker(routed_catalogue, 
     pipeline.install_engine(Engine())  # no open breaker left for the next test
     assert breaker_of(closed, "premium-gpt4") == "closed"
     assert (breaker_of(opened, "premium-gpt4"), breaker_of(opened, "mid-mixtral")) == ("open", "closed")
+
+
+def deployments_answering(sdk, model: str, calls: int) -> list[str]:
+    return [
+        sdk.chat.completions.with_raw_response.create(model=model, messages=CHAT).headers["x-tollway-deployment"]
+        for _ in range(calls)
+    ]
+
+
+def test_round_robin_takes_turns(sdk):
+    assert deployments_answering(sdk, "turns", 4) == ["cheap-llama", "premium-gpt4"] * 2
+
+
+def test_weighted_never_sends_a_zero_weight_deployment_a_call_it_can_answer_elsewhere(sdk):
+    assert set(deployments_answering(sdk, "weights", 10)) == {"premium-gpt4"}
+
+
+def test_least_busy_with_nothing_in_flight_keeps_the_listed_order(sdk):
+    response = sdk.chat.completions.with_raw_response.create(model="idlest", messages=CHAT)
+    assert response.headers["x-tollway-deployment"] == "cheap-llama"
+    assert response.headers["x-tollway-route"] == "least-busy (0 in flight)"
+
+
+def test_lowest_latency_goes_to_the_deployment_measured_fastest(sdk):
+    from routing.proxy import pipeline  # this process's engine: the in-process gateway's
+
+    latency = pipeline.engine().latency
+    for _ in range(5):
+        latency.observe("cheap-llama", latency_ms=3000)
+        latency.observe("premium-gpt4", latency_ms=20)
+    response = sdk.chat.completions.with_raw_response.create(model="fastest", messages=CHAT)
+
+    assert response.headers["x-tollway-deployment"] == "premium-gpt4"
+    assert response.headers["x-tollway-route"].startswith("lowest-latency (ewma ")
+
+
+def test_a_deployment_at_its_provider_rpm_quota_is_skipped_for_the_rest_of_the_minute(sdk):
+    # Quotas count per clock minute: start well inside one, so the three calls share it.
+    if time.time() % 60 > 55:
+        time.sleep(61 - time.time() % 60)
+    answered = deployments_answering(sdk, "quota", 3)
+
+    assert answered == ["quota-2", "quota-2", "premium-gpt4"]
+    *_, record = wait_for_usage(3)
+    assert [(s["deployment"], s["reason"]) for s in record.decision["skipped"]] == [("quota-2", "rpm-limit")]
