@@ -22,8 +22,7 @@ from billing.dashboards.tables import TABLES
 from billing.views import plotly_js
 from portal.models import Team, Tenant
 from portal.views.rendering import render_page
-from routing.control_plane import loader
-from routing.observability.metrics import breaker_states
+from routing.observability.metrics import stored_breaker_states
 
 MAX_BUDGETS = 12  # burn-down charts on one page; the CSV has them all
 
@@ -125,11 +124,6 @@ def finance_data(request):
     return json_response(payload)
 
 
-def _breakers() -> list[tuple[str, str]]:
-    stored = loader.catalogue()
-    return sorted(breaker_states(stored.aliases, stored.policies).items())
-
-
 @login_required
 def operator_dashboard(request):
     filters = filters_from(request.user, request.GET)
@@ -142,7 +136,7 @@ def operator_dashboard(request):
         "error_kind": "error type",
         # As this process's engine sees them (with Redis, every gateway process sees the same), for the
         # catalogue as stored.
-        "breakers": _breakers(),
+        "breakers": sorted(stored_breaker_states().items()),
     }
     return render_page(request, "billing/operator.html", context, section="dashboards")
 

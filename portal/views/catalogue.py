@@ -25,9 +25,8 @@ from portal.views.rendering import as_sentence, paginate, render_page, usd
 from routing import services
 from routing.catalogue import CatalogueError, dump_catalogue_yaml
 from routing.catalogue.policies import routing_mapping
-from routing.control_plane import loader
 from routing.models import AliasDeployment, Deployment, ModelAlias, Provider
-from routing.observability.metrics import breaker_states
+from routing.observability.metrics import stored_breaker_states
 
 HELD = [Subscription.Status.PENDING, Subscription.Status.ACTIVE, Subscription.Status.SUSPENDED]
 
@@ -56,8 +55,7 @@ def catalogue(request):
         request, Deployment.objects.filter(live).select_related("provider").order_by("name"), param="deployments"
     )
     # As this process's engine sees them (with Redis, what every gateway process sees).
-    stored = loader.catalogue()
-    breakers = breaker_states(stored.aliases, stored.policies)
+    breakers = stored_breaker_states()
     for deployment in deployments:
         deployment.input_price = usd(deployment.input_per_1m)
         deployment.output_price = usd(deployment.output_per_1m)

@@ -286,6 +286,15 @@ def breaker_states(aliases=None, policies=None) -> dict[str, str]:
     return states
 
 
+def stored_breaker_states() -> dict[str, str]:
+    """breaker_states for the catalogue as stored, for console pages (run them off the event loop: it reads the
+    database)."""
+    from routing.control_plane import loader
+
+    stored = loader.catalogue()
+    return breaker_states(stored.aliases, stored.policies)
+
+
 def record_readiness(report) -> None:
     """Set the readiness gauges from a readiness.Readiness (mmap writes: off the event loop)."""
     for name, check in report.checks.items():
