@@ -180,7 +180,11 @@ def test_a_stream_cut_by_a_sigkill_after_its_first_chunk_is_recorded_once_as_int
                 "POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30, headers=headers
             ) as response:
                 request_id = response.headers["x-request-id"]
-                first = next(line for line in response.iter_lines() if line.startswith("data:"))
+                # Hold the iterator: a throwaway one is finalised at once, and httpcore closes the connection
+                # when its stream is finalised, so the gateway would see a client leave before the kill.
+                lines = response.iter_lines()
+                first = next(line for line in lines if line.startswith("data:"))
+                time.sleep(0.3)  # ample time to record a disconnect, were there one
                 gateway.kill()
         upstream.gate.set()
 
