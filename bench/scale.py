@@ -225,15 +225,17 @@ def check_idle(args, report: Report, full, empty) -> None:
 
 
 def check_rps(args, report: Report, full, empty, keys_file: Path) -> None:
-    requests, failed, cpu_s = ({"full": 0, "empty": 0} for _ in range(3))
+    requests, failed, cpu_s, database_s = ({"full": 0, "empty": 0} for _ in range(4))
     rounds = []
     for number in range(args.rps_rounds):
         # ABBA order spreads the machine's drift over both databases alike.
         order = (full, empty) if number % 2 == 0 else (empty, full)
         for gateway in order:
             ticks = {pid: processes.cpu_ticks(pid) for pid in gateway.all_pids()}
+            database_before = processes.database_cpu_ticks()
             result = load.run_wrk(gateway.url, keys_file=keys_file, connections=args.connections, duration_s=args.rps_s)
             used = sum(processes.cpu_ticks(pid) - before for pid, before in ticks.items())
+            database_s[gateway.name] += (processes.database_cpu_ticks() - database_before) / processes.CLOCK_TICKS_PER_S
             requests[gateway.name] += result.requests
             failed[gateway.name] += result.errors + result.non2xx
             cpu_s[gateway.name] += used / processes.CLOCK_TICKS_PER_S
@@ -249,6 +251,11 @@ def check_rps(args, report: Report, full, empty, keys_file: Path) -> None:
         f"{ratio:.3f} ({rps['full']:.0f} / {rps['empty']:.0f} per s; {errors} errors); gateway CPU per request "
         f"{cpu_ms['full']:.2f} / {cpu_ms['empty']:.2f} ms = {cpu_ms['full'] / cpu_ms['empty']:.3f}",
         ratio >= 0.95 and errors == 0,
+    )
+    database_ms = {name: 1000 * database_s[name] / max(1, requests[name]) for name in requests}
+    report.note(
+        f"PostgreSQL CPU per request (every server process on the machine, other sessions' too): full "
+        f"{database_ms['full']:.2f} ms, empty {database_ms['empty']:.2f} ms"
     )
     report.note("wrk rounds: " + "; ".join(rounds))
 
