@@ -1,0 +1,463 @@
+"""Routing strategies on held-out public data, replayed through the real gateway. Run by hand, not in the suite:
+
+    .venv/bin/python bench/routing_eval.py                 # a few minutes; writes bench/results/routing_eval.md
+    .venv/bin/python bench/routing_eval.py --only always-premium,cheapest-above-quality
+
+The data: 945 RouterBench prompts (ARC-Challenge, MBPP, Winogrande) with five models' recorded answers and
+recorded correctness, bench/data/routerbench/ (README there: source, commit, licence, derivation). They are split
+train/test by a seeded shuffle (TEST_SHARE of them held out, SEED below). Training (per-deployment quality, the
+learned router's labels, the semantic routes' examples) sees only the train split; only test prompts are replayed.
+
+The upstream is a loopback server in OpenAI's wire format: one deployment per RouterBench model, each answering a
+test prompt with that model's recorded answer and reporting o200k token counts of the prompt and the answer, so
+the gateway bills each call at the model's public list price (PRICES). A call is correct when the deployment that
+answered (x-tollway-deployment) was recorded correct on that prompt; cost is the gateway's own usage records.
+
+Each strategy is one STRATEGIES entry: an alias's catalogue YAML, an optional setup step and, for a sweep, the
+floors to send as x-tollway-min-quality. An entry the gateway refuses (a strategy another branch has not landed)
+is skipped with the catalogue's message. The webhook verifier is a loopback judge that looks up the recorded
+correctness of the answer it is shown and flips it with probability VERIFIER_NOISE: it is an oracle-like verifier,
+not a real one (a real verifier would run the code or compare with a reference answer, and be wrong more often).
+"""
+
+import argparse
+import gzip
+import hashlib
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SCRATCH = Path(tempfile.mkdtemp(prefix="tollway-routing-eval-"))
+os.environ.setdefault("DATABASE_URL", f"sqlite:///{SCRATCH / 'eval.sqlite3'}")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ["TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS"] = "1"  # the upstream and the verifier are on 127.0.0.1
+os.environ.setdefault("TOLLWAY_USAGE_FLUSH_INTERVAL_S", "0.2")
+
+import django  # noqa: E402
+
+django.setup()
+
+import openai  # noqa: E402
+import orjson  # noqa: E402
+from django.core.management import call_command, get_commands  # noqa: E402
+
+from billing.models import UsageRecord  # noqa: E402
+from billing.token_estimate import count_text  # noqa: E402
+from config.asgi import application  # noqa: E402  (it runs django.setup() again: import it before logging is set)
+from routing.catalogue.importer import CatalogueError, import_catalogue  # noqa: E402
+from tests.upstreams.server import LoopbackServer, read_body, send_json  # noqa: E402
+
+DATA = ROOT / "bench" / "data" / "routerbench" / "rows.jsonl.gz"
+RESULTS = ROOT / "bench" / "results"
+SEED, TEST_SHARE = 12, 0.3
+VERIFIER_NOISE = 0.05
+PREMIUM, CHEAPEST = "gpt-4-turbo", "mistral-7b"
+# USD per million input and output tokens, the public list prices of the RouterBench era (late 2023):
+# OpenAI's pricing page after DevDay (6 Nov 2023): gpt-4-1106-preview $10/$30, gpt-3.5-turbo-1106 $1/$2;
+# Together AI's serverless inference prices (Dec 2023), per model size: Yi-34B-Chat $0.80, Mixtral-8x7B-Instruct
+# $0.60, Mistral-7B-Instruct $0.20, input and output alike.
+PRICES = {
+    "gpt-4-turbo": ("10", "30"),
+    "gpt-35-turbo": ("1", "2"),
+    "yi-34b": ("0.80", "0.80"),
+    "mixtral-8x7b": ("0.60", "0.60"),
+    "mistral-7b": ("0.20", "0.20"),
+}
+DEPLOYMENTS = tuple(PRICES)
+FLOORS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+def load_rows() -> tuple[list[dict], list[dict]]:
+    with gzip.open(DATA, "rt", encoding="utf-8") as lines:
+        rows = sorted((json.loads(line) for line in lines), key=lambda row: row["id"])
+    random.Random(SEED).shuffle(rows)
+    cut = round(len(rows) * TEST_SHARE)
+    return rows[cut:], rows[:cut]  # train, test
+
+
+def key_of(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode()).hexdigest()
+
+
+class RecordedUpstream:
+    """OpenAI's chat completions answered from the recorded answers: the model name is the deployment's."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.by_prompt = {key_of(row["prompt"]): row for row in rows}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        payload = orjson.loads(await read_body(receive) or b"{}")
+        row = self.by_prompt.get(key_of(str(payload.get("messages", [{}])[-1].get("content", ""))))
+        model = str(payload.get("model", ""))
+        if row is None or model not in row["models"]:
+            error = {"message": "no recorded answer", "type": "invalid_request_error", "param": None, "code": None}
+            return await send_json(send, 404, {"error": error})
+        answer = row["models"][model]["answer"]
+        prompt_tokens, completion_tokens = count_text(row["prompt"]), count_text(answer)
+        body = {
+            "id": f"chatcmpl-{key_of(model + row['id'])[:24]}",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        await send_json(send, 200, body)
+
+
+class RecordedVerifier:
+    """The cascade's webhook: {"request", "answer"} -> {"pass": bool}, from the recorded correctness of that
+    answer to that prompt, flipped with probability `noise` (seeded). Oracle-like: it knows the labels."""
+
+    def __init__(self, rows: list[dict], *, noise: float) -> None:
+        self.by_prompt = {key_of(row["prompt"]): row for row in rows}
+        self.noise, self.rng = noise, random.Random(SEED)
+        self.calls = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        self.calls += 1
+        try:
+            payload = orjson.loads(await read_body(receive))
+            messages = payload["request"]["messages"]
+            answer = payload["answer"]
+            answer = answer if isinstance(answer, str) else answer["choices"][0]["message"]["content"]
+            row = self.by_prompt[key_of(messages[-1]["content"])]
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+            return await send_json(send, 400, {"error": "unrecognised verification request"})
+        is_correct = any(m["answer"] == answer and m["correct"] for m in row["models"].values())
+        if self.rng.random() < self.noise:
+            is_correct = not is_correct
+        await send_json(send, 200, {"pass": is_correct})
+
+
+@dataclass
+class Strategy:
+    """One row (or, with floors, one curve) of the table: an alias of the eval's deployments routed by `routing`."""
+
+    name: str
+    routing: Callable[["Context"], dict]
+    setup: Callable[["Context", str], str | None] | None = None  # returns a reason to skip, or None
+    floors: tuple[float | None, ...] = (None,)
+    feedback: bool = False  # send each call's recorded correctness to POST /v1/feedback
+    sequential: bool = False
+
+    @property
+    def alias(self) -> str:
+        return f"eval-{self.name}"
+
+
+@dataclass
+class Context:
+    train: list[dict]
+    test: list[dict]
+    verifier_url: str = ""
+    quality: dict[str, float] = field(default_factory=dict)  # train-split accuracy per deployment
+
+    def __post_init__(self) -> None:
+        self.quality = {d: round(accuracy(self.train, d), 3) for d in DEPLOYMENTS}
+
+
+def accuracy(rows: list[dict], deployment: str) -> float:
+    return sum(row["models"][deployment]["correct"] for row in rows) / len(rows)
+
+
+def train_learned(context: Context, alias: str) -> str | None:
+    if "train_router" not in get_commands():
+        return "python manage.py train_router does not exist yet"
+    labels = SCRATCH / "train.jsonl"
+    with labels.open("w", encoding="utf-8") as out:
+        for row in context.train:
+            scores = {d: float(row["models"][d]["correct"]) for d in DEPLOYMENTS}
+            out.write(json.dumps({"prompt": row["prompt"], "scores": scores}) + "\n")
+    call_command("train_router", alias, str(labels))
+    return None
+
+
+def semantic_routes(context: Context) -> dict:
+    """One route per task, from train prompts only: the cheapest deployment within 3 points of the best train
+    accuracy on that task. Examples are each prompt's last 400 characters (the question, not the few shots)."""
+    routes = []
+    for task in sorted({row["eval"] for row in context.train}):
+        rows = [row for row in context.train if row["eval"] == task]
+        scores = {d: accuracy(rows, d) for d in DEPLOYMENTS}
+        good = [d for d in DEPLOYMENTS if scores[d] >= max(scores.values()) - 0.03]
+        target = min(good, key=lambda d: Decimal(PRICES[d][0]))
+        examples = [row["prompt"][-400:] for row in rows[:20]]
+        routes.append({"name": task.replace("_", "-"), "target": target, "examples": examples})
+    return {"strategy": "semantic", "routes": routes, "threshold": 0.6, "default": PREMIUM}
+
+
+def cascade(checks: Callable[[Context], list[dict]]) -> Callable[[Context], dict]:
+    steps = ["mixtral-8x7b", "gpt-35-turbo", PREMIUM]
+    return lambda context: {"strategy": "cascade", "cascade": {"steps": steps, "checks": checks(context)}}
+
+
+STRATEGIES = [
+    Strategy("always-premium", lambda c: {"strategy": "priority"}),
+    Strategy("always-cheapest", lambda c: {"strategy": "cheapest"}),
+    # Equal weights: each call goes to a deployment drawn uniformly by the engine's own random source.
+    Strategy("random", lambda c: {"strategy": "weighted", "weights": dict.fromkeys(DEPLOYMENTS, 1)}),
+    # Part 1's cheapest under a floor; the floor is swept through x-tollway-min-quality.
+    Strategy("cheapest-above-quality", lambda c: {"strategy": "cheapest", "min_quality": 0.5}, floors=FLOORS),
+    Strategy("cascade-check", cascade(lambda c: [{"type": "regex", "pattern": r"^\s*[A-E]\s*$"}])),
+    Strategy(
+        "cascade-verifier",
+        cascade(lambda c: [{"type": "webhook", "url": c.verifier_url, "pass_score": 0.5}]),
+    ),
+    Strategy("semantic", semantic_routes),
+    Strategy("learned", lambda c: {"strategy": "learned", "min_quality": 0.5}, setup=train_learned, floors=FLOORS),
+    Strategy(
+        "bandit",
+        lambda c: {"strategy": "bandit", "bandit": {"weights": {"quality": 1.0, "cost": 0.3, "latency": 0.0}}},
+        feedback=True,
+        sequential=True,
+    ),
+]
+
+
+def catalogue(upstream_url: str) -> dict:
+    return {
+        "providers": [
+            {"name": "recorded", "kind": "openai-compatible", "base_url": f"{upstream_url}/v1", "api_key": "x"}
+        ],
+        "deployments": [
+            {
+                "name": name,
+                "provider": "recorded",
+                "model": name,
+                "input_per_1m": prices[0],
+                "output_per_1m": prices[1],
+                "context_window": 32_000,
+            }
+            for name, prices in PRICES.items()
+        ],
+    }
+
+
+def install(strategy: Strategy, context: Context) -> str | None:
+    """Import the strategy's alias; the catalogue's refusal (or the setup's) is the reason to skip it."""
+    # Priority order premium-first: always-premium is the priority walk, and a cascade's steps are its own.
+    alias = {"name": strategy.alias, "deployments": [PREMIUM, *[d for d in DEPLOYMENTS if d != PREMIUM]]}
+    alias["routing"] = strategy.routing(context)
+    try:
+        import_catalogue(data={"aliases": [alias]}, source=strategy.alias)
+    except CatalogueError as error:
+        return "the catalogue refuses its YAML: " + "; ".join(error.errors)[:300]
+    return strategy.setup(context, strategy.alias) if strategy.setup else None
+
+
+@dataclass
+class Point:
+    strategy: str
+    floor: float | None
+    calls: int
+    correct: int
+    cost: Decimal
+    by_deployment: dict[str, int]
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.calls
+
+    @property
+    def label(self) -> str:
+        return self.strategy if self.floor is None else f"{self.strategy} (floor {self.floor:g})"
+
+
+def probe(client: openai.OpenAI, strategy: Strategy, row: dict) -> str | None:
+    """Why the gateway cannot run this strategy yet, or None. Part 1's engine accepts the part-2 strategy names
+    and routes them in priority order (x-tollway-route says so): that would be always-premium under another name."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=strategy.alias, messages=[{"role": "user", "content": row["prompt"]}]
+    )
+    if "part 2: priority order" in raw.headers.get("x-tollway-route", ""):
+        return f"the engine routes {strategy.name!r} in priority order (not implemented on this branch)"
+    if strategy.feedback:
+        try:
+            client.post("/feedback", body={"request_id": raw.headers["x-request-id"], "score": 1.0}, cast_to=object)
+        except openai.NotFoundError as error:
+            return f"POST /v1/feedback answers 404 ({error.message[:80]})"
+    return None
+
+
+def replay(client: openai.OpenAI, strategy: Strategy, floor: float | None, test: list[dict]) -> Point:
+    headers = {} if floor is None else {"x-tollway-min-quality": str(floor)}
+
+    def one(row: dict) -> tuple[str, str]:
+        raw = client.chat.completions.with_raw_response.create(
+            model=strategy.alias, messages=[{"role": "user", "content": row["prompt"]}], extra_headers=headers
+        )
+        deployment, request_id = raw.headers["x-tollway-deployment"], raw.headers["x-request-id"]
+        if strategy.feedback:
+            client.post(
+                "/feedback",
+                body={"request_id": request_id, "score": float(row["models"][deployment]["correct"])},
+                cast_to=object,
+            )
+        return deployment, request_id
+
+    if strategy.sequential:
+        answered = [one(row) for row in test]
+    else:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answered = list(pool.map(one, test))
+    request_ids = [request_id for _, request_id in answered]
+    wait_for_records(request_ids)
+    cost = sum(
+        (r.cost_usd for r in UsageRecord.objects.filter(request_id__in=request_ids).only("cost_usd")), Decimal(0)
+    )
+    by_deployment: dict[str, int] = {}
+    for deployment, _ in answered:
+        by_deployment[deployment] = by_deployment.get(deployment, 0) + 1
+    correct = sum(row["models"][d]["correct"] for row, (d, _) in zip(test, answered, strict=True))
+    return Point(strategy.name, floor, len(test), correct, cost, by_deployment)
+
+
+def wait_for_records(request_ids: list[str], timeout_s: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while UsageRecord.objects.filter(request_id__in=request_ids).count() < len(request_ids):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway's usage records did not all land")
+        time.sleep(0.2)
+
+
+def issue_key() -> str:
+    from portal import services
+    from portal.models import Team, Tenant
+
+    tenant = Tenant.objects.create(name="Routing eval", slug="routing-eval")
+    team = Team.objects.create(tenant=tenant, name="Eval", slug="eval")
+    return services.issue_api_key(team=team, name="routing-eval").secret
+
+
+def report(points: list[Point], skipped: dict[str, str], context: Context) -> str:
+    premium = next(p for p in points if p.strategy == "always-premium")
+    lines = [
+        f"Held-out test prompts: {len(context.test)} of {len(context.train) + len(context.test)} "
+        f"(seed {SEED}, {TEST_SHARE:.0%} held out); train-split accuracy per deployment (its `quality`): "
+        + ", ".join(f"{d} {q:.3f}" for d, q in context.quality.items()),
+        "",
+        "| strategy | accuracy | total cost (USD) | cost saved vs always-premium | % of premium accuracy "
+        "| answered by |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for p in points:
+        saved = 1 - p.cost / premium.cost
+        answered = ", ".join(f"{d} {n}" for d, n in sorted(p.by_deployment.items(), key=lambda kv: -kv[1]))
+        lines.append(
+            f"| {p.label} | {p.accuracy:.3f} | {p.cost:.4f} | {saved:.1%} | {p.accuracy / premium.accuracy:.1%} "
+            f"| {answered} |"
+        )
+    lines += ["", "Cost saved at ≥ 95% of premium accuracy (the best point of each strategy):", ""]
+    for name in dict.fromkeys(p.strategy for p in points):
+        eligible = [p for p in points if p.strategy == name and p.accuracy >= 0.95 * premium.accuracy]
+        if eligible:
+            best = min(eligible, key=lambda p: p.cost)
+            lines.append(f"- {name}: {1 - best.cost / premium.cost:.1%} saved ({best.label}, {best.accuracy:.3f})")
+        else:
+            lines.append(f"- {name}: no point reaches 95% of premium accuracy")
+    for name, reason in skipped.items():
+        lines.append(f"- {name}: skipped, {reason}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(points: list[Point], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; PNG only
+    import matplotlib.pyplot as plt
+
+    premium = next(p for p in points if p.strategy == "always-premium")
+    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for name in dict.fromkeys(p.strategy for p in points):
+        mine = sorted((p for p in points if p.strategy == name), key=lambda p: p.cost)
+        costs = [float(p.cost / premium.cost) for p in mine]  # plot only: Decimal to float
+        axes.plot(costs, [p.accuracy for p in mine], marker="o", label=name, linestyle="-" if len(mine) > 1 else "")
+    axes.axhline(0.95 * premium.accuracy, color="grey", linestyle=":", linewidth=1, label="95% of premium accuracy")
+    axes.set_xlabel("cost relative to always-premium")
+    axes.set_ylabel("accuracy on held-out prompts")
+    axes.set_title("RouterBench (ARC-Challenge, MBPP, Winogrande) through the gateway")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated strategy names (always-premium is always run)")
+    parser.add_argument("--limit", type=int, help="replay only the first N test prompts (a quick look)")
+    args = parser.parse_args()
+    wanted = set(args.only.split(",")) | {"always-premium"} if args.only else None
+
+    # One access-log line per call would drown the table.
+    for name in ("tollway.access", "httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    call_command("migrate", verbosity=0)
+    train, test = load_rows()
+    test = test[: args.limit] if args.limit else test
+    context = Context(train=train, test=test)
+    with (
+        LoopbackServer(RecordedUpstream(train + test)) as upstream,
+        LoopbackServer(RecordedVerifier(test, noise=VERIFIER_NOISE)) as verifier,
+    ):
+        context.verifier_url = f"{verifier.url}/check"
+        data = catalogue(upstream.url)
+        for deployment in data["deployments"]:
+            deployment["quality"] = context.quality[deployment["name"]]
+        import_catalogue(data=data, source="routing-eval")
+        chosen = [s for s in STRATEGIES if wanted is None or s.name in wanted]
+        skipped = {s.name: reason for s in chosen if (reason := install(s, context))}
+        for name, reason in skipped.items():
+            print(f"skipping {name}: {reason}", flush=True)
+
+        points = []
+        with LoopbackServer(application, lifespan="on") as gateway:
+            client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=issue_key(), max_retries=0)
+            for strategy in chosen:
+                if strategy.name not in skipped and (reason := probe(client, strategy, test[0])):
+                    print(f"skipping {strategy.name}: {reason}", flush=True)
+                    skipped[strategy.name] = reason
+            for strategy in (s for s in chosen if s.name not in skipped):
+                for floor in strategy.floors:
+                    try:
+                        point = replay(client, strategy, floor, test)
+                    except openai.BadRequestError as error:
+                        # A floor above every deployment's quality: the gateway refuses, as it should.
+                        print(f"{strategy.name} floor {floor}: refused ({error.message[:120]})", flush=True)
+                        continue
+                    print(f"{point.label}: accuracy {point.accuracy:.3f}, cost {point.cost:.4f}", flush=True)
+                    points.append(point)
+    RESULTS.mkdir(exist_ok=True)
+    table = report(points, skipped, context)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (RESULTS / "routing_eval.md").write_text(table, encoding="utf-8")
+    (RESULTS / f"routing_eval-{stamp}.md").write_text(table, encoding="utf-8")
+    plot(points, RESULTS / "routing_eval.png")
+    print(table)
+    print(f"written: bench/results/routing_eval.md and routing_eval.png (scratch: {SCRATCH})")
+
+
+if __name__ == "__main__":
+    main()
