@@ -48,6 +48,10 @@ class UsageEvent:
     reservation: Any = None
     limit_headers: dict[str, str] = field(default_factory=dict)
     downgraded_from: str = ""
+    # A cascade's steps whose answers were not used (routing/engine/cascade.py): billed all the same.
+    discarded_cost_usd: Decimal = Decimal(0)
+    discarded_prompt_tokens: int = 0
+    discarded_completion_tokens: int = 0
 
     @classmethod
     def begin(cls, *, principal: Principal, endpoint: str, request_id: str) -> "UsageEvent":
@@ -71,10 +75,25 @@ class UsageEvent:
             self.deployment, self.provider = target.deployment, target.provider
 
     def record_tokens(self, usage: TokenUsage, target: Target, *, baseline: ModelPrice | None = None) -> None:
-        self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-        self.cached_tokens, self.estimated = usage.cached_tokens, usage.is_estimated
-        self.cost_usd = cost_of(usage, target.price)
-        self.baseline_cost_usd = cost_of(usage, baseline) if baseline is not None else self.cost_usd
+        # A cascade's discarded steps count in tokens and cost; the baseline is what the answer alone would have
+        # cost on the baseline deployment, so savings show what the climb saved (or lost).
+        self.prompt_tokens = usage.prompt_tokens + self.discarded_prompt_tokens
+        self.completion_tokens = usage.completion_tokens + self.discarded_completion_tokens
+        self.cached_tokens, self.estimated = usage.cached_tokens, usage.is_estimated or self.estimated
+        answer_cost = cost_of(usage, target.price)
+        self.cost_usd = answer_cost + self.discarded_cost_usd
+        self.baseline_cost_usd = cost_of(usage, baseline) if baseline is not None else answer_cost
+
+    def record_discarded_step(self, usage: TokenUsage, target: Target) -> None:
+        """A cascade step that answered but was not final: its tokens and cost join the record's."""
+        cost = cost_of(usage, target.price)
+        self.discarded_cost_usd += cost
+        self.discarded_prompt_tokens += usage.prompt_tokens
+        self.discarded_completion_tokens += usage.completion_tokens
+        self.cost_usd += cost
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.estimated = self.estimated or usage.is_estimated
 
     def close(self, *, status: int, error_type: str = "") -> bool:
         """Set the outcome; False if already closed (the first outcome wins)."""

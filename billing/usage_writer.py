@@ -94,7 +94,8 @@ class UsageWriter:
         """Note a stream that has started: what to bill if this process dies before it ends."""
         row = event.to_row()
         tokens = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=0, is_estimated=True)
-        cost = str(cost_of(tokens, target.price))
+        # A cascade's held steps were billed already: a crash mid-stream must not forget them.
+        cost = str(cost_of(tokens, target.price) + event.discarded_cost_usd)
         row.update(
             provisional=True,
             status=200,

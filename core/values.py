@@ -104,6 +104,31 @@ class BanditPolicy:  # part 2
     exploration: float = 0.1
 
 
+# --- cascade (issue 12): try the cheap step, escalate when its answer fails a check ---------------------------
+
+CHECK_TYPES = ("not-empty", "not-truncated", "json", "refusal", "regex", "min-logprob", "webhook")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """One check a cascade step's answer must pass (routing/engine/checks.py runs them)."""
+
+    type: str  # one of CHECK_TYPES
+    pattern: str = ""  # regex: the answer (whitespace stripped) must contain a match
+    phrases: tuple[str, ...] = ()  # refusal: fails when the answer contains one (case-insensitive); () defaults
+    threshold: float | None = None  # min-logprob: the mean token log-probability must reach it
+    url: str = ""  # webhook: the operator's verifier
+    pass_score: float = 0.5  # webhook: {"score": x} passes when x >= pass_score
+    timeout_ms: int = 2000  # webhook: slower is a failed check
+
+
+@dataclass(frozen=True, slots=True)
+class CascadePolicy:
+    steps: tuple[str, ...]  # the alias's deployments, cheapest first; the last step's answer is final
+    checks: tuple[CheckSpec, ...] = ()
+    max_cost_usd: Decimal | None = None  # the climb stops before a step that would spend more than this in all
+
+
 @dataclass(frozen=True, slots=True)
 class RoutingPolicy:
     strategy: str = "priority"
@@ -114,6 +139,7 @@ class RoutingPolicy:
     breaker: BreakerPolicy = BreakerPolicy()
     experiment: ExperimentPolicy | None = None
     bandit: BanditPolicy | None = None
+    cascade: CascadePolicy | None = None
 
     def weight_of(self, deployment: str) -> float:
         for name, weight in self.weights:

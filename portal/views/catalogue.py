@@ -6,6 +6,7 @@ through routing/services.py, so the console refuses exactly what the catalogue i
 import re
 from collections import defaultdict
 
+import yaml
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -130,6 +131,7 @@ _STRATEGY_LABELS = {
     "weighted": "weighted: at random, in proportion to the weights below",
     "round-robin": "round-robin: each deployment in turn",
     "least-busy": "least-busy: the fewest calls in flight",
+    "cascade": "cascade: the cheapest step first, climbing when its answer fails a check",
 }
 _RETRY_FIELDS = {  # key in routing.retry -> (label, whole number, default)
     "max_attempts": ("Attempts in all", True, "each deployment once"),
@@ -178,8 +180,37 @@ class CatalogueEntryForm(forms.Form):
             self.add_error(self.field_for(match["path"]), f"{match['path']}: {match['message']}")
 
 
+# --- the cascade strategy's `cascade:` mapping, edited as YAML (issue 12) --------------------------------------
+_CASCADE_MAX_CHARS = 10_000
+
+
+def _cascade_text(stored: dict) -> str:
+    return dump_catalogue_yaml(stored["cascade"]) if "cascade" in stored else ""
+
+
+def _parse_cascade_text(text: str):
+    """The textarea's YAML (JSON is YAML too) as a mapping, for the importer's own checks; None when empty."""
+    if not text.strip():
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise forms.ValidationError(f"Not valid YAML: {str(exc)[:200]}") from None
+    if not isinstance(value, dict):
+        raise forms.ValidationError("Must be a mapping with steps, checks and optionally max_cost_usd.")
+    return value
+
+
 class AliasRoutingForm(CatalogueEntryForm):
     strategy = forms.ChoiceField(label="Strategy")
+    cascade = forms.CharField(
+        required=False,
+        max_length=_CASCADE_MAX_CHARS,
+        label="Cascade",
+        help_text="For the cascade strategy, in YAML: steps: [cheap, premium], checks: [{type: json}], "
+        'max_cost_usd: "0.05".',
+        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}),
+    )
     min_quality = forms.FloatField(
         required=False,
         label="Quality floor",
@@ -203,10 +234,11 @@ class AliasRoutingForm(CatalogueEntryForm):
             **{f"breaker_{key}": value for key, value in breaker.items()},
             **{f"weight_{name}": value for name, value in stored.get("weights", {}).items()},
         }
+        initial["cascade"] = _cascade_text(stored)
         super().__init__(*args, initial=initial, **kwargs)
         self.deployments = deployments
         # Part two's strategies are set in the catalogue file; one already set stays choosable here.
-        offered = [s for s in STRATEGIES if s not in PART_TWO_STRATEGIES or s == initial["strategy"]]
+        offered = [s for s in STRATEGIES if s not in PART_TWO_STRATEGIES or s in ("cascade", initial["strategy"])]
         self.fields["strategy"].choices = [(s, _STRATEGY_LABELS.get(s, s)) for s in offered]
         for name in deployments:
             self.fields[f"weight_{name}"] = _number_field(name, is_whole=False, default="none")
@@ -241,13 +273,20 @@ class AliasRoutingForm(CatalogueEntryForm):
             values = {key: data[f"{section}_{key}"] for key in keys if data[f"{section}_{key}"] is not None}
             if values:
                 mapping[section] = values
+        if data.get("cascade"):
+            mapping["cascade"] = data["cascade"]
         return {**mapping, **self.kept}
+
+    def clean_cascade(self):
+        return _parse_cascade_text(self.cleaned_data["cascade"])
 
     def field_for(self, path: str) -> str | None:
         parts = path.split(".")
         if parts[0] != "routing" or len(parts) == 1:
             return None
         key = re.sub(r"\[\d+\]$", "", parts[1])
+        if key == "cascade":
+            return "cascade"
         if key in ("strategy", "min_quality", "fallbacks"):
             return key
         if len(parts) > 2 and key in ("weights", "retry", "breaker"):

@@ -292,6 +292,8 @@ def _checked_routing(entry: Entry, *, alias: str | None, deployments: tuple[str,
     for problem in problems:
         entry.errors.append(problem)
         entry.is_valid = False
+    if not problems:
+        _check_verifier_urls(entry, policy)
     # Paths count in the list as written; parse_policy has dropped repeats from policy.fallbacks.
     written = entry.raw["routing"].get("fallbacks", []) if policy.fallbacks else []
     seen = set()
@@ -306,3 +308,20 @@ def _checked_routing(entry: Entry, *, alias: str | None, deployments: tuple[str,
         else:
             entry.refers_to(f"routing.fallbacks[{index}]", section="aliases", name=fallback)
     return policy_to_dict(policy) or {}
+
+
+def _check_verifier_urls(entry: Entry, policy) -> None:
+    """A cascade's webhook verifiers obey the upstreams' SSRF rules (routing/ssrf.py); checked again per call."""
+    if policy.cascade is None:
+        return
+    for index, check in enumerate(policy.cascade.checks):
+        if check.type != "webhook" or not check.url:
+            continue
+        try:
+            check_base_url(
+                check.url,
+                allow_loopback=settings.TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS,
+                allow_private=settings.TOLLWAY_ALLOW_PRIVATE_UPSTREAMS,
+            )
+        except UnsafeUpstream as exc:
+            entry.fail(f"routing.cascade.checks[{index}].url", str(exc).replace("base_url", "the verifier URL"))

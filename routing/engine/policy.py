@@ -11,22 +11,38 @@ their path. Pure: the catalogue importer calls it and resolves the fallback alia
                 min_calls: 10}
       experiment: {name: llama-vs-mixtral, arms: {cheap-llama: 90, mid-mixtral: 10}}   # part 2
       bandit: {weights: {quality: 1.0, cost: 0.3, latency: 0.0}, exploration: 0.1}   # part 2
+      cascade: {steps: [cheap-llama, premium-gpt4], checks: [{type: json}], max_cost_usd: "0.05"}   # part 2
 """
 
 from collections.abc import Mapping
 from dataclasses import fields
+from decimal import Decimal, InvalidOperation
+
+import regex
 
 from core.values import (
     DEFAULT_POLICY,
     STRATEGIES,
     BanditPolicy,
     BreakerPolicy,
+    CascadePolicy,
+    CheckSpec,
     ExperimentPolicy,
     RetryPolicy,
     RoutingPolicy,
 )
 
-POLICY_KEYS = ("strategy", "min_quality", "weights", "fallbacks", "retry", "breaker", "experiment", "bandit")
+POLICY_KEYS = (
+    "strategy",
+    "min_quality",
+    "weights",
+    "fallbacks",
+    "retry",
+    "breaker",
+    "experiment",
+    "bandit",
+    "cascade",
+)
 MAX_ATTEMPTS = 20  # whatever the YAML says: a call never costs more upstream attempts than this
 MAX_DEADLINE_MS = 600_000
 MAX_FALLBACKS = 10
@@ -180,6 +196,8 @@ def parse_policy(raw: object, *, path: str, deployments: tuple[str, ...]) -> tup
                 check.fail(f"bandit.{key}", "unknown key; expected weights or exploration")
         bandit = BanditPolicy(**values)
 
+    cascade = _parse_cascade(check, raw, strategy=strategy, deployments=deployments)
+
     policy = RoutingPolicy(
         strategy=strategy,
         min_quality=None if min_quality is None else float(min_quality),
@@ -189,6 +207,7 @@ def parse_policy(raw: object, *, path: str, deployments: tuple[str, ...]) -> tup
         breaker=breaker,
         experiment=experiment,
         bandit=bandit,
+        cascade=cascade,
     )
     return policy, check.errors
 
@@ -219,9 +238,174 @@ def policy_to_dict(policy: RoutingPolicy) -> dict | None:
             "weights": {"quality": b.quality_weight, "cost": b.cost_weight, "latency": b.latency_weight},
             "exploration": b.exploration,
         }
+    if policy.cascade is not None:
+        out["cascade"] = _cascade_to_dict(policy.cascade)
     return out
 
 
 def _plain(value):
     """3.0 -> 3 in exports, so a file that said 3 says 3 again."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# --- cascade (issue 12) -------------------------------------------------------------------------------------
+
+CASCADE_KEYS = ("steps", "checks", "max_cost_usd")
+MAX_CASCADE_STEPS = 5
+MAX_CHECKS = 8
+MAX_PATTERN_CHARS = 500
+MAX_URL_CHARS = 2000
+MAX_PHRASES, MAX_PHRASE_CHARS = 20, 200
+MAX_CASCADE_COST_USD = Decimal(1000)
+# type -> the keys it takes besides `type` (and which of them it needs)
+_CHECK_KEYS = {
+    "not-empty": ((), ()),
+    "not-truncated": ((), ()),
+    "json": ((), ()),
+    "refusal": (("phrases",), ()),
+    "regex": (("pattern",), ("pattern",)),
+    "min-logprob": (("threshold",), ("threshold",)),
+    "webhook": (("url", "pass_score", "timeout_ms"), ("url",)),
+}
+_CHECK_DEFAULTS = CheckSpec(type="")
+
+
+def _parse_cascade(check: _Checker, raw: Mapping, *, strategy: str, deployments: tuple[str, ...]):
+    if "cascade" not in raw:
+        if strategy == "cascade":
+            check.fail("cascade", "the cascade strategy needs cascade: {steps: [...], checks: [...]}")
+        return None
+    spec = check.mapping("cascade", raw["cascade"]) or {}
+    for key in spec:
+        if key not in CASCADE_KEYS:
+            check.fail(f"cascade.{key}", f"unknown key; expected one of {', '.join(CASCADE_KEYS)}")
+    steps = spec.get("steps")
+    if not isinstance(steps, list) or not all(isinstance(s, str) and s for s in steps):
+        check.fail("cascade.steps", "must be a list of this alias's deployments, cheapest first")
+        steps = []
+    elif not 2 <= len(steps) <= MAX_CASCADE_STEPS:
+        check.fail("cascade.steps", f"must name 2 to {MAX_CASCADE_STEPS} deployments, not {len(steps)}")
+    for index, step in enumerate(steps):
+        if step not in deployments:
+            check.fail(f"cascade.steps[{index}]", "is not one of this alias's deployments")
+        elif step in steps[:index]:
+            check.fail(f"cascade.steps[{index}]", "is listed twice")
+    listed = spec.get("checks")
+    checks: list[CheckSpec] = []
+    if not isinstance(listed, list) or not listed:
+        check.fail("cascade.checks", "must be a list of checks such as [{type: not-truncated}]")
+    elif len(listed) > MAX_CHECKS:
+        check.fail("cascade.checks", f"must list at most {MAX_CHECKS} checks, not {len(listed)}")
+    else:
+        for index, item in enumerate(listed):
+            parsed = _parse_check(check, f"cascade.checks[{index}]", item)
+            if parsed is not None:
+                checks.append(parsed)
+    max_cost = None
+    if "max_cost_usd" in spec:
+        max_cost = _parse_dollars(check, "cascade.max_cost_usd", spec["max_cost_usd"])
+    return CascadePolicy(steps=tuple(steps), checks=tuple(checks), max_cost_usd=max_cost)
+
+
+def _parse_check(check: _Checker, where: str, item: object) -> CheckSpec | None:
+    item = check.mapping(where, item)
+    if item is None:
+        return None
+    kind = item.get("type")
+    if kind not in _CHECK_KEYS:
+        check.fail(f"{where}.type", f"must be one of {', '.join(_CHECK_KEYS)}")
+        return None
+    allowed, needed = _CHECK_KEYS[kind]
+    for key in item:
+        if key != "type" and key not in allowed:
+            expected = ", ".join(allowed) if allowed else "nothing besides type"
+            check.fail(f"{where}.{key}", f"unknown key for {kind}; expected {expected}")
+    for key in needed:
+        if key not in item:
+            check.fail(f"{where}.{key}", f"a {kind} check needs {key}")
+    values: dict = {"type": kind}
+    if "pattern" in item:
+        values["pattern"] = _parse_pattern(check, f"{where}.pattern", item["pattern"])
+    if "phrases" in item:
+        phrases = item["phrases"]
+        if (
+            not isinstance(phrases, list)
+            or not 1 <= len(phrases) <= MAX_PHRASES
+            or not all(isinstance(p, str) and 1 <= len(p.strip()) <= MAX_PHRASE_CHARS for p in phrases)
+        ):
+            check.fail(
+                f"{where}.phrases",
+                f"must be a list of 1 to {MAX_PHRASES} phrases of 1 to {MAX_PHRASE_CHARS} characters",
+            )
+        else:
+            values["phrases"] = tuple(dict.fromkeys(p.strip() for p in phrases))
+    if "threshold" in item:
+        # A mean log-probability: 0 is certainty, -20 is far below anything a model samples.
+        number = check.number(f"{where}.threshold", item["threshold"], -100, 0, integer=False)
+        values["threshold"] = None if number is None else float(number)
+    if "url" in item:
+        values["url"] = _parse_url(check, f"{where}.url", item["url"])
+    if "pass_score" in item:
+        number = check.number(f"{where}.pass_score", item["pass_score"], 0, 1, integer=False)
+        if number is not None:
+            values["pass_score"] = float(number)
+    if "timeout_ms" in item:
+        number = check.number(f"{where}.timeout_ms", item["timeout_ms"], 50, 10_000, integer=True)
+        if number is not None:
+            values["timeout_ms"] = number
+    return CheckSpec(**values)
+
+
+def _parse_pattern(check: _Checker, where: str, pattern: object) -> str:
+    if not isinstance(pattern, str) or not 1 <= len(pattern) <= MAX_PATTERN_CHARS:
+        check.fail(where, f"must be a regular expression of 1 to {MAX_PATTERN_CHARS} characters")
+        return ""
+    try:
+        regex.compile(pattern)
+    except (regex.error, RecursionError, OverflowError) as exc:
+        check.fail(where, f"is not a valid regular expression: {str(exc)[:200]}")
+        return ""
+    return pattern
+
+
+def _parse_url(check: _Checker, where: str, url: object) -> str:
+    # Only its shape here (the engine resolves no names); the importer and the call itself apply routing/ssrf.py.
+    if not isinstance(url, str) or not 1 <= len(url) <= MAX_URL_CHARS:
+        check.fail(where, f"must be an http or https URL of at most {MAX_URL_CHARS} characters")
+        return ""
+    if not regex.match(r"https?://[^\s/?#@]+(/[^\s]*)?\Z", url):
+        check.fail(where, "must be an http or https URL with a host and no credentials or spaces")
+        return ""
+    return url
+
+
+def _parse_dollars(check: _Checker, where: str, raw: object) -> Decimal | None:
+    # A string, as prices are: 0.05 as a float is not 0.05.
+    if isinstance(raw, bool) or not isinstance(raw, str | int) or (isinstance(raw, str) and len(raw) > 32):
+        check.fail(where, 'must be a dollar amount as a string, such as "0.05"')
+        return None
+    try:
+        amount = Decimal(str(raw).strip())
+    except InvalidOperation:
+        check.fail(where, 'must be a dollar amount as a string, such as "0.05"')
+        return None
+    if not amount.is_finite() or not 0 < amount <= MAX_CASCADE_COST_USD:
+        check.fail(where, f"must be above 0 and at most {MAX_CASCADE_COST_USD}")
+        return None
+    return amount
+
+
+def _cascade_to_dict(cascade: CascadePolicy) -> dict:
+    checks = []
+    for spec in cascade.checks:
+        allowed, needed = _CHECK_KEYS[spec.type]
+        entry: dict = {"type": spec.type}
+        for key in allowed:
+            value = getattr(spec, key)
+            if key in needed or value != getattr(_CHECK_DEFAULTS, key):
+                entry[key] = list(value) if isinstance(value, tuple) else _plain(value)
+        checks.append(entry)
+    out: dict = {"steps": list(cascade.steps), "checks": checks}
+    if cascade.max_cost_usd is not None:
+        out["max_cost_usd"] = format(cascade.max_cost_usd, "f")
+    return out

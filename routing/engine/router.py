@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from core.errors import UpstreamError
 from core.values import DEFAULT_POLICY, Attempt, Decision, RoutingPolicy, Skip, Target
-from routing.engine import constraints, retry, strategies
+from routing.engine import cascade, constraints, retry, strategies
 from routing.engine.breaker import BreakerBoard
 from routing.engine.constraints import Needs
 from routing.engine.latency import LatencyBoard
@@ -149,9 +149,13 @@ class Engine:
 
     # --- trying ------------------------------------------------------------------------------------------------
 
-    async def run(self, plan: Plan, call: Callable[[Target], Awaitable[T]]) -> tuple[T, Target]:
+    async def run(
+        self, plan: Plan, call: Callable[[Target], Awaitable[T]], *, cascade_hooks: "cascade.CascadeHooks | None" = None
+    ) -> tuple[T, Target]:
         """Try the plan's candidates until one answers; raises RoutingFailed with the decision filled in."""
         decision = plan.decision
+        if cascade_hooks is not None and _is_cascade(plan):
+            return await cascade.run(self, plan, call, cascade_hooks)
         deadline = retry.Deadline(plan.deadline_ms, clock=self.clock)
         last: UpstreamError | None = None
         for route in plan.routes:
@@ -163,7 +167,7 @@ class Engine:
             if result is not None:
                 return result
             last = last_here or last
-            if last is not None and not _may_fail_over(last):
+            if last is not None and not may_fail_over(last):
                 break  # the request itself was refused: another alias would refuse it too
         raise RoutingFailed(last, decision)
 
@@ -210,6 +214,10 @@ class Engine:
             remaining = failed_again
             retry_round += 1
         return None, last
+
+    async def run_step(self, route: Route, target: Target, plan: Plan, deadline, call):
+        """A cascade's step: one deployment, with the route's retry rules. ((result, target), None) or (None, error)."""
+        return await self._run_route(Route(route.alias, route.policy, [target]), plan, deadline, call)
 
     def _wait_before_round(self, retry_round, policy: RoutingPolicy, remaining, deadline) -> float | None:
         """The backoff before trying the same deployments again, or None when the deadline would pass first."""
@@ -264,7 +272,12 @@ class Engine:
             self.latency.observe(target.deployment, latency_ms=latency_ms, ttfb_ms=ttfb_ms)
 
 
-def _may_fail_over(error: UpstreamError) -> bool:
+def _is_cascade(plan: Plan) -> bool:
+    first = plan.routes[0] if plan.routes else None
+    return first is not None and first.alias == plan.decision.alias and first.policy.cascade is not None
+
+
+def may_fail_over(error: UpstreamError) -> bool:
     return error.is_retryable or is_context_length_error(error) or error.status == 429
 
 

@@ -47,6 +47,8 @@ def order(
     if not targets:
         return [], "", {}
     strategy = policy.strategy
+    if strategy == "cascade" and policy.cascade is not None:
+        return _cascade_steps(targets, policy)
     if strategy in PART_TWO_STRATEGIES:
         return targets, "part 2: priority order", {}
     by_strategy: dict[str, Callable[[], Ordered]] = {
@@ -61,6 +63,13 @@ def order(
         # The policy parser admits only known strategies; should one slip through, the call still goes out.
         return targets, "unknown strategy: priority order", {}
     return by_strategy[strategy]()
+
+
+def _cascade_steps(targets: list[Target], policy: RoutingPolicy) -> Ordered:
+    # Only the steps, in their order: the alias's other deployments are not part of the climb.
+    by_name = {t.deployment: t for t in targets}
+    steps = [by_name[name] for name in policy.cascade.steps if name in by_name]
+    return steps, f"{len(steps)} steps", {}
 
 
 def _cheapest(targets: list[Target], needs: Needs) -> Ordered:

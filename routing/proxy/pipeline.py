@@ -16,9 +16,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
+from django.conf import settings
 
 from billing import token_estimate, usage_writer
 from billing.ledger import admission
+from billing.pricing import cost_of
 from billing.usage import UsageEvent
 from core.bounds import clip
 from core.errors import (
@@ -34,11 +36,14 @@ from core.errors import (
 )
 from core.values import DEFAULT_POLICY, Principal, Target, TokenUsage
 from routing.control_plane import snapshot
+from routing.engine.cascade import CascadeHooks
+from routing.engine.checks import CheckContext, answer_of_chunks, answer_of_completion
 from routing.engine.constraints import Needs, needs_for
 from routing.engine.router import Engine, Plan, RoutingFailed
 from routing.providers.base import ChatResult, ChatStream, EmbeddingsResult
 from routing.providers.http import get_client
 from routing.providers.registry import adapter_for
+from routing.ssrf import UnsafeUpstream, check_base_url
 
 MIN_QUALITY_HEADER = "HTTP_X_TOLLWAY_MIN_QUALITY"
 
@@ -150,7 +155,11 @@ class Call:
     # --- the steps ---------------------------------------------------------------------------------------------
 
     async def complete_chat(self, body: dict[str, Any]) -> ChatResult:
-        result = await self._route(body, lambda target: adapter_for(target.kind).chat(get_client(), target, body))
+        result = await self._route(
+            body,
+            lambda target: adapter_for(target.kind).chat(get_client(), target, body),
+            cascade_hooks=cascade_hooks(self, body, hold=_hold_completion(body)),
+        )
         result.body["model"] = self.target.model  # the upstream model that answered, on every endpoint
         if result.usage.is_estimated:
             await token_estimate.ready()
@@ -173,7 +182,10 @@ class Call:
     async def open_chat_stream(self, body: dict[str, Any], **encoders) -> "StreamRelay":
         # Fail-over happens only here, before the first byte: once a stream is open it is never retried.
         stream = await self._route(
-            body, lambda target: adapter_for(target.kind).open_chat_stream(get_client(), target, body)
+            body,
+            lambda target: adapter_for(target.kind).open_chat_stream(get_client(), target, body),
+            # A cascade holds each step's stream but the last until its checks ran: never two answers.
+            cascade_hooks=cascade_hooks(self, body, hold=_hold_stream(body)),
         )
         self._relayed = True
         return StreamRelay(call=self, stream=stream, request_body=body, **encoders)
@@ -194,7 +206,9 @@ class Call:
 
     # --- inside ------------------------------------------------------------------------------------------------
 
-    async def _route(self, body: dict[str, Any], call: Callable[[Target], Awaitable[Any]]) -> Any:
+    async def _route(
+        self, body: dict[str, Any], call: Callable[[Target], Awaitable[Any]], *, cascade_hooks=None
+    ) -> Any:
         """Resolve the alias, pass admission control (limits, budgets), let the engine choose and try; the usage
         event learns which deployment answered, after how many attempts, and why."""
         usage = self.usage
@@ -213,7 +227,7 @@ class Call:
             return call(target)
 
         try:
-            result, self.target = await engine().run(self.plan, attempt)
+            result, self.target = await engine().run(self.plan, attempt, cascade_hooks=cascade_hooks)
             return result
         except RoutingFailed as failure:
             raise error_for(failure) from None
@@ -225,7 +239,9 @@ class Call:
             ) from None
         finally:
             usage.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
-            usage.use_decision(self.plan.decision, tried[-1] if tried else None)
+            usage.use_decision(self.plan.decision, self.target or (tried[-1] if tried else None))
+            for tokens, step in cascade_hooks.discarded if cascade_hooks is not None else ():
+                usage.record_discarded_step(tokens, step)  # a cascade's steps whose answers were not used
 
     async def _needs(self, body: dict[str, Any]) -> Needs:
         # Counted only when some deployment has a context window or a token quota to check it against, or the
@@ -252,6 +268,8 @@ def _counts_prompt(alias: str) -> bool:
     policy = current.policies.get(alias, DEFAULT_POLICY)
     if policy.strategy == "cheapest":
         return True
+    if policy.cascade is not None and policy.cascade.max_cost_usd is not None:
+        return True  # the climb estimates each step's cost before taking it
     names = (alias, *policy.fallbacks)
     return any(t.context_window or t.tpm_limit for name in names for t in current.aliases.get(name, ()))
 
@@ -272,6 +290,80 @@ def fail(usage: UsageEvent, exc: BaseException) -> None:
         finish(usage, status=exc.status, error_type=exc.code or exc.type)
     else:
         finish(usage, status=500, error_type="server_error")
+
+
+# --- cascades (issue 12): how a step's answer is held for its checks (routing/engine/cascade.py climbs) --------
+
+
+def cascade_hooks(call: Call, body: dict[str, Any], *, hold) -> CascadeHooks | None:
+    """For an alias that cascades, what the climb needs; None otherwise (the engine then ignores the strategy)."""
+    policy = snapshot.current().policies.get(call.usage.alias, DEFAULT_POLICY)
+    if policy.cascade is None:
+        return None
+    context = CheckContext(request=body, client=get_client(), is_url_allowed=_verifier_refused)
+    return CascadeHooks(hold=hold, context=context, cost_of=lambda tokens, target: cost_of(tokens, target.price))
+
+
+async def _verifier_refused(url: str) -> str | None:
+    """routing/ssrf.py's rule, at call time too: a name may resolve elsewhere since the catalogue took it. The
+    lookup blocks, so it runs off the event loop."""
+    try:
+        await asyncio.to_thread(
+            check_base_url,
+            url,
+            allow_loopback=settings.TOLLWAY_ALLOW_LOOPBACK_UPSTREAMS,
+            allow_private=settings.TOLLWAY_ALLOW_PRIVATE_UPSTREAMS,
+        )
+    except UnsafeUpstream as exc:
+        return str(exc)
+    return None
+
+
+def _hold_completion(body: dict[str, Any]):
+    async def hold(result: ChatResult, target: Target):
+        tokens = result.usage
+        if tokens.is_estimated:
+            await token_estimate.ready()
+            tokens = TokenUsage(
+                prompt_tokens=token_estimate.count_prompt(body),
+                completion_tokens=token_estimate.count_completion(result.body),
+                is_estimated=True,
+            )
+        return result, answer_of_completion(result.body), tokens
+
+    return hold
+
+
+def _hold_stream(body: dict[str, Any]):
+    async def hold(stream: ChatStream, target: Target):
+        chunks: list[dict[str, Any]] = []
+        broken = ""
+        try:
+            async for chunk in stream:
+                chunks.append(chunk)
+        except UpstreamError as error:
+            broken = error.message or "upstream stream error"
+        finally:
+            await stream.aclose()
+        answer = answer_of_chunks(chunks)
+        answer.error = broken
+        tokens = stream.usage
+        if tokens is None:
+            await token_estimate.ready()
+            tokens = TokenUsage(
+                prompt_tokens=token_estimate.count_prompt(body),
+                completion_tokens=token_estimate.count_text(answer.text),
+                is_estimated=True,
+            )
+        # Relayed as it came, should this step's answer be the one: the client sees one stream, this one.
+        return ChatStream(chunks=_replay(chunks), usage=stream.usage), answer, tokens
+
+    return hold
+
+
+async def _replay(chunks: list[dict[str, Any]]):
+    for chunk in chunks:
+        yield chunk
 
 
 class StreamRelay:
