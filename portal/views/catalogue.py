@@ -130,6 +130,7 @@ _STRATEGY_LABELS = {
     "weighted": "weighted: at random, in proportion to the weights below",
     "round-robin": "round-robin: each deployment in turn",
     "least-busy": "least-busy: the fewest calls in flight",
+    "bandit": "bandit: learns from feedback which deployment earns the most (Thompson sampling)",
 }
 _RETRY_FIELDS = {  # key in routing.retry -> (label, whole number, default)
     "max_attempts": ("Attempts in all", True, "each deployment once"),
