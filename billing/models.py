@@ -59,6 +59,20 @@ class UsageRecord(models.Model):
         return self.request_id
 
 
+class Feedback(models.Model):
+    """A caller's rating of one of its own calls (POST /v1/feedback). One per call: a new rating replaces the
+    last, in this row and in the bandit (which is taught `reward` and has it taken back when replaced)."""
+
+    usage = models.OneToOneField(UsageRecord, on_delete=models.CASCADE, related_name="feedback")
+    score = models.FloatField()  # 0-1, the caller's
+    reward = models.FloatField(null=True)  # 0-1, what the bandit was taught; None: the call was not a bandit's
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.usage_id}: {self.score}"
+
+
 class UsageAggregate(models.Model):
     """Usage rolled up per hour or per day and per combination of dimensions (billing/aggregation.py).
 

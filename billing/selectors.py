@@ -105,3 +105,11 @@ def budgets_covering_team(*, team) -> QuerySet[Budget]:
         tenant_id=team.tenant_id,
         is_active=True,
     ).order_by("scope", "target_id", "pk")
+
+
+# --- feedback (POST /v1/feedback) ------------------------------------------------------------------------------
+
+
+def call_of_team(*, team_id: int, request_id: str) -> UsageRecord | None:
+    """The team's own call by its request id; None for an unknown id and for another team's alike."""
+    return UsageRecord.objects.filter(team_id=team_id, request_id=request_id).first()

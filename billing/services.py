@@ -6,7 +6,7 @@ from django.db import transaction
 from django.db.models import Case, DateTimeField, Value, When
 from django.utils import timezone
 
-from billing.models import UsageRecord
+from billing.models import Feedback, UsageRecord
 from billing.outbox import claim_orphans, read_batches
 from billing.usage_writer import INTERRUPTED
 from portal.models import APIKey, Subscription, Team, Tenant
@@ -145,3 +145,24 @@ def recover_usage_outbox(*, directory: Path, batch_size: int = 1000) -> int:
             store_usage_rows(rows=rows)
             request_ids.update(r["request_id"] for r in rows)
     return len(request_ids)
+
+
+# --- feedback (POST /v1/feedback) ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def rate_call(*, usage: UsageRecord, score: float, reward: float | None) -> float | None:
+    """Store the caller's rating of a call; the last rating wins. Returns the reward the replaced rating taught
+    the bandit (None when there was none), so the caller can take it back."""
+    # The call's row locked: two ratings of one call at once must not both see "no rating yet" and both teach
+    # the bandit (nor the second fail on the unique usage).
+    UsageRecord.objects.select_for_update().filter(pk=usage.pk).exists()
+    existing = Feedback.objects.filter(usage=usage).first()
+    now = timezone.now()
+    if existing is None:
+        Feedback.objects.create(usage=usage, score=score, reward=reward, created_at=now, updated_at=now)
+        return None
+    previous = existing.reward
+    existing.score, existing.reward, existing.updated_at = score, reward, now
+    existing.save(update_fields=["score", "reward", "updated_at"])
+    return previous

@@ -42,6 +42,7 @@ ROUTES = {
     "/v1/models": views.ModelsView.as_view(),
     "/v1/messages": views.MessagesView.as_view(),
     "/v1/messages/count_tokens": views.CountTokensView.as_view(),
+    "/v1/feedback": views.FeedbackView.as_view(),
 }
 MODEL_DETAIL_PREFIX = "/v1/models/"
 SECURITY_HEADERS = [

@@ -282,6 +282,9 @@ TOLLWAY_USAGE_RETRY_MAX_S = env_float("TOLLWAY_USAGE_RETRY_MAX_S", 10.0)
 TOLLWAY_USAGE_MEMORY_ROWS = env_int("TOLLWAY_USAGE_MEMORY_ROWS", 10000)
 if TOLLWAY_USAGE_RETRY_MAX_S <= 0 or TOLLWAY_USAGE_MEMORY_ROWS < 1:
     raise ImproperlyConfigured("TOLLWAY_USAGE_RETRY_MAX_S must be positive and TOLLWAY_USAGE_MEMORY_ROWS at least 1")
+# POST /v1/feedback on a call whose usage record is not stored yet (records are stored in batches) waits this
+# long for it before answering 404: several flush intervals.
+TOLLWAY_FEEDBACK_WAIT_S = env_float("TOLLWAY_FEEDBACK_WAIT_S", max(3.0, 6 * TOLLWAY_USAGE_FLUSH_INTERVAL_S))
 TOLLWAY_UPSTREAM_CONNECT_TIMEOUT_S = env_float("TOLLWAY_UPSTREAM_CONNECT_TIMEOUT_S", 5.0)
 TOLLWAY_UPSTREAM_TIMEOUT_S = env_float("TOLLWAY_UPSTREAM_TIMEOUT_S", 120.0)
 TOLLWAY_HTTP_TRANSPORT = env_str("TOLLWAY_HTTP_TRANSPORT", "aiohttp")  # aiohttp | httpx

@@ -61,7 +61,7 @@ STRATEGIES = (
     "learned",  # part 2
     "bandit",  # part 2
 )
-PART_TWO_STRATEGIES = ("cascade", "semantic", "learned", "bandit")
+PART_TWO_STRATEGIES = ("cascade", "semantic", "learned")  # not built yet: priority order
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +97,12 @@ class ExperimentPolicy:  # part 2: an A/B split of calls between deployments
 
 
 @dataclass(frozen=True, slots=True)
-class BanditPolicy:  # part 2
+class BanditPolicy:  # part 2: routing/engine/bandit.py
     quality_weight: float = 1.0
     cost_weight: float = 0.0
     latency_weight: float = 0.0
-    exploration: float = 0.1
+    exploration: float = 0.1  # share of calls sent to a uniformly drawn arm
+    frozen: bool = False  # `bandit: {frozen: true}`: stop learning and exploring, serve the best posterior mean
 
 
 # --- cascade (issue 12): try the cheap step, escalate when its answer fails a check ---------------------------

@@ -132,6 +132,7 @@ _STRATEGY_LABELS = {
     "round-robin": "round-robin: each deployment in turn",
     "least-busy": "least-busy: the fewest calls in flight",
     "cascade": "cascade: the cheapest step first, climbing when its answer fails a check",
+    "bandit": "bandit: learns from feedback which deployment earns the most (Thompson sampling)",
 }
 _RETRY_FIELDS = {  # key in routing.retry -> (label, whole number, default)
     "max_attempts": ("Attempts in all", True, "each deployment once"),

@@ -197,6 +197,7 @@ def _numbers(*names: str) -> dict:
                 "properties": {
                     "weights": _numbers("quality", "cost", "latency"),
                     "exploration": {"type": "number", "minimum": 0, "maximum": 1},
+                    "frozen": {"type": "boolean"},
                 },
                 "additionalProperties": False,
             },

@@ -31,6 +31,7 @@ class Needs:
     required_tags: frozenset[str] = frozenset()
     min_quality: float | None = None
     stream: bool = False  # lowest-latency ranks streams by time to first token
+    user: str = ""  # the request's `user` (bounded): an experiment's arm sticks to it
 
 
 def needs_for(
@@ -64,6 +65,7 @@ def needs_for(
         required_tags=principal_tags,
         min_quality=min_quality,
         stream=body.get("stream") is True,
+        user=clip(body["user"], 1000) if isinstance(body.get("user"), str) else "",
     )
 
 

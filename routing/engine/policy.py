@@ -10,7 +10,7 @@ their path. Pure: the catalogue importer calls it and resolves the fallback alia
       breaker: {consecutive_failures: 5, error_rate: 0.5, window_s: 30, cooldown_s: 30, half_open_probes: 1,
                 min_calls: 10}
       experiment: {name: llama-vs-mixtral, arms: {cheap-llama: 90, mid-mixtral: 10}}   # part 2
-      bandit: {weights: {quality: 1.0, cost: 0.3, latency: 0.0}, exploration: 0.1}   # part 2
+      bandit: {weights: {quality: 1.0, cost: 0.3, latency: 0.0}, exploration: 0.1, frozen: false}
       cascade: {steps: [cheap-llama, premium-gpt4], checks: [{type: json}], max_cost_usd: "0.05"}   # part 2
 """
 
@@ -191,9 +191,14 @@ def parse_policy(raw: object, *, path: str, deployments: tuple[str, ...]) -> tup
             value = check.number("bandit.exploration", spec["exploration"], 0, 1, integer=False)
             if value is not None:
                 values["exploration"] = float(value)
+        if "frozen" in spec:
+            if isinstance(spec["frozen"], bool):
+                values["frozen"] = spec["frozen"]
+            else:
+                check.fail("bandit.frozen", "must be true or false")
         for key in spec:
-            if key not in ("weights", "exploration"):
-                check.fail(f"bandit.{key}", "unknown key; expected weights or exploration")
+            if key not in ("weights", "exploration", "frozen"):
+                check.fail(f"bandit.{key}", "unknown key; expected weights, exploration or frozen")
         bandit = BanditPolicy(**values)
 
     cascade = _parse_cascade(check, raw, strategy=strategy, deployments=deployments)
@@ -238,6 +243,8 @@ def policy_to_dict(policy: RoutingPolicy) -> dict | None:
             "weights": {"quality": b.quality_weight, "cost": b.cost_weight, "latency": b.latency_weight},
             "exploration": b.exploration,
         }
+        if b.frozen:
+            out["bandit"]["frozen"] = True
     if policy.cascade is not None:
         out["cascade"] = _cascade_to_dict(policy.cascade)
     return out

@@ -24,7 +24,8 @@ from typing import TypeVar
 
 from core.errors import UpstreamError
 from core.values import DEFAULT_POLICY, Attempt, Decision, RoutingPolicy, Skip, Target
-from routing.engine import cascade, constraints, retry, strategies
+from routing.engine import cascade, constraints, experiments, retry, strategies
+from routing.engine.bandit import BanditBoard
 from routing.engine.breaker import BreakerBoard
 from routing.engine.constraints import Needs
 from routing.engine.latency import LatencyBoard
@@ -87,6 +88,7 @@ class Engine:
 
     breakers: BreakerBoard = field(default_factory=BreakerBoard)
     latency: LatencyBoard = field(default_factory=LatencyBoard)
+    bandit: BanditBoard = field(default_factory=BanditBoard)  # observe() here: feedback, cascade checks
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -97,7 +99,7 @@ class Engine:
     state: RoutingState = field(init=False)
 
     def __post_init__(self) -> None:
-        self.state = RoutingState(round_robin={}, in_flight={}, latency=self.latency)
+        self.state = RoutingState(round_robin={}, in_flight={}, latency=self.latency, bandit=self.bandit)
 
     # --- deciding ----------------------------------------------------------------------------------------------
 
@@ -140,12 +142,23 @@ class Engine:
             ordered, reason, estimates = strategies.order(
                 usable, alias=name, policy=route_policy, needs=route_needs, rng=self.rng, state=self.state
             )
+            if index == 0 and route_policy.experiment is not None:
+                ordered, reason = self._experiment(ordered, reason, route_policy, route_needs, decision)
             if index == 0:
                 decision.reason = reason
             decision.estimates.update(estimates)
             decision.candidates.extend(t.deployment for t in ordered)
             routes.append(Route(alias=name, policy=route_policy, targets=list(ordered)))
         return Plan(decision=decision, routes=routes, deadline_ms=policy.retry.deadline_ms, needs=needs)
+
+    def _experiment(self, ordered, reason: str, policy: RoutingPolicy, needs: Needs, decision: Decision):
+        """The experiment's arm goes first (routing/engine/experiments.py): a layer above the strategy."""
+        experiment = policy.experiment
+        ordered, decision.arm = experiments.apply(ordered, experiment, user=needs.user, rng=self.rng)
+        if not decision.arm:
+            return ordered, reason
+        said = f"experiment {experiment.name}: {decision.arm}"
+        return ordered, f"{said}; {reason}" if reason else said
 
     # --- trying ------------------------------------------------------------------------------------------------
 
@@ -241,6 +254,8 @@ class Engine:
                 Attempt(target.deployment, alias, error.status, _error_name(error), round(latency_ms, 3), waited_ms)
             )
             self._learn_from(target, error, policy)
+            if policy.strategy == "bandit" and may_fail_over(error):
+                self.bandit.observe(alias, target.deployment, 0.0, policy=policy.bandit)  # errored: the worst reward
             return None, error
         except BaseException:
             # Cancelled (the client went away) or our own bug: the deployment did nothing wrong.

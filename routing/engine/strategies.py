@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from core.values import PART_TWO_STRATEGIES, RoutingPolicy, Target
+from core.values import PART_TWO_STRATEGIES, BanditPolicy, RoutingPolicy, Target
+from routing.engine import bandit
+from routing.engine.bandit import BanditBoard
 from routing.engine.constraints import Needs
 from routing.engine.latency import LatencyBoard
 
@@ -31,6 +33,7 @@ class RoutingState:
     round_robin: dict[str, int] = field(default_factory=dict)  # alias -> next index
     in_flight: dict[str, int] = field(default_factory=dict)  # deployment -> calls in flight in this process
     latency: LatencyBoard = field(default_factory=LatencyBoard)
+    bandit: BanditBoard = field(default_factory=BanditBoard)
 
 
 def order(
@@ -58,6 +61,9 @@ def order(
         "weighted": lambda: _weighted(targets, policy, rng),
         "round-robin": lambda: _round_robin(targets, alias, state.round_robin),
         "least-busy": lambda: _least_busy(targets, state.in_flight),
+        "bandit": lambda: bandit.order_targets(
+            targets, alias=alias, policy=policy.bandit or BanditPolicy(), rng=rng, board=state.bandit
+        ),
     }
     if strategy not in by_strategy:
         # The policy parser admits only known strategies; should one slip through, the call still goes out.

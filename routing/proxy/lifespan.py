@@ -16,6 +16,7 @@ from billing.outbox import Outbox
 from config import db_thread, embedded_beat
 from routing.control_plane import feed, snapshot
 from routing.control_plane.refresher import ControlPlane
+from routing.engine.bandit import SharedBandit
 from routing.engine.breaker import SharedBreakers
 from routing.engine.latency import SharedLatency
 from routing.engine.router import Engine
@@ -81,8 +82,10 @@ class Gateway:
         except Exception as exc:
             log.warning("routing: could not read shared breaker states (%s); starting with all closed", exc)
         latency = SharedLatency(engine.latency, redis_client=self._engine_redis, prefix=prefix, process_id=process_id)
+        bandit = SharedBandit(engine.bandit, redis_client=self._engine_redis, prefix=prefix)
         loop = asyncio.get_running_loop()
         self._engine_tasks = [
+            loop.create_task(bandit.run_forever(), name="shared-bandit"),
             loop.create_task(breakers.run_forever(), name="shared-breakers"),
             loop.create_task(latency.run_forever(), name="shared-latency"),
             loop.create_task(

@@ -16,7 +16,7 @@ from rest_framework.parsers import BaseParser
 from core.bounds import clip
 from core.errors import GatewayError, InvalidApiKey, InvalidRequest, MethodNotAllowed
 from routing.control_plane import snapshot
-from routing.proxy import anthropic_messages, auth, pipeline, sse, validation
+from routing.proxy import anthropic_messages, auth, feedback, pipeline, sse, validation
 from routing.proxy.anthropic_stream import AnthropicStreamEncoder
 from routing.proxy.auth import ApiKeyAuthentication
 
@@ -189,6 +189,20 @@ class ModelsView(GatewayView):
             if model_id not in aliases:
                 pipeline.resolve(principal, model_id)  # raises the right 403/404
             return json_response(_model_entry(model_id))
+
+
+class FeedbackView(GatewayView):
+    """`POST /v1/feedback` (routing/proxy/feedback.py). Like listing models, it is not billable and still leaves
+    the request's one usage record (endpoint "feedback", no alias, cost 0)."""
+
+    endpoint = "feedback"
+
+    async def post(self, request):
+        async with self.begin_call(request) as call:
+            if "tollway.body_error" in request._request.META:
+                raise request._request.META["tollway.body_error"]
+            request_id, score = feedback.parse(request.data)
+            return json_response(await feedback.rate(call.principal, request_id=request_id, score=score))
 
 
 class MessagesView(GatewayView):
