@@ -68,7 +68,7 @@ class CheckContext:
 
     request: dict[str, Any]
     client: httpx.AsyncClient | None = None
-    is_url_allowed: Callable[[str], Awaitable[str | None]] | None = None  # -> why not, or None
+    why_url_refused: Callable[[str], Awaitable[str | None]] | None = None  # -> why not, or None
 
 
 def answer_of_completion(body: dict[str, Any]) -> Answer:
@@ -298,8 +298,8 @@ async def webhook(spec: CheckSpec, answer: Answer, context: CheckContext) -> Out
     an error status, a refused address or no answer within timeout_ms is a failed check."""
     if context.client is None:
         return Outcome("webhook", False, "no HTTP client")
-    if context.is_url_allowed is not None:
-        why_not = await context.is_url_allowed(spec.url)
+    if context.why_url_refused is not None:
+        why_not = await context.why_url_refused(spec.url)
         if why_not:
             return Outcome("webhook", False, _clip(f"refused: {why_not}"))
     timeout_s = spec.timeout_ms / 1000

@@ -300,7 +300,7 @@ def cascade_hooks(call: Call, body: dict[str, Any], *, hold) -> CascadeHooks | N
     policy = snapshot.current().policies.get(call.usage.alias, DEFAULT_POLICY)
     if policy.cascade is None:
         return None
-    context = CheckContext(request=body, client=get_client(), is_url_allowed=_verifier_refused)
+    context = CheckContext(request=body, client=get_client(), why_url_refused=_verifier_refused)
     return CascadeHooks(hold=hold, context=context, cost_of=lambda tokens, target: cost_of(tokens, target.price))
 
 
