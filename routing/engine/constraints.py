@@ -17,6 +17,9 @@ CAPABILITIES = ("tools", "vision", "json", "embeddings")
 SKIP_ORDER = ("capability", "context", "region", "tag", "quality", "rpm-limit", "tpm-limit", "breaker-open")
 QUOTA_REASONS = ("rpm-limit", "tpm-limit")
 _JSON_FORMATS = ("json_object", "json_schema")
+# Semantic and learned routing read this much of the prompt, from its end: the question a user asks comes last,
+# after any instructions or few-shot examples, and a bounded text keeps the embedding's cost bounded.
+ROUTING_TEXT_CHARS = 2000
 _IMAGE_PARTS = ("image_url", "input_image")
 
 
@@ -32,6 +35,7 @@ class Needs:
     min_quality: float | None = None
     stream: bool = False  # lowest-latency ranks streams by time to first token
     user: str = ""  # the request's `user` (bounded): an experiment's arm sticks to it
+    routing_text: str = ""  # the last user message's text (its last ROUTING_TEXT_CHARS): what semantic/learned read
 
 
 def needs_for(
@@ -66,7 +70,24 @@ def needs_for(
         min_quality=min_quality,
         stream=body.get("stream") is True,
         user=clip(body["user"], 1000) if isinstance(body.get("user"), str) else "",
+        routing_text=routing_text(body.get("messages")),
     )
+
+
+def routing_text(messages: object) -> str:
+    """The text of the last user message (text parts joined by newlines), cut to its last ROUTING_TEXT_CHARS.
+    Anything of an unexpected shape gives ""."""
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            texts = [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+            content = "\n".join(texts)
+        return content[-ROUTING_TEXT_CHARS:] if isinstance(content, str) else ""
+    return ""
 
 
 def eligible(

@@ -7,7 +7,7 @@ import pytest
 
 from core.bounds import MAX_INTEGER
 from core.values import ModelPrice, Skip, Target
-from routing.engine.constraints import Needs, eligible, needs_for
+from routing.engine.constraints import ROUTING_TEXT_CHARS, Needs, eligible, needs_for
 
 
 def target(deployment: str, **facts) -> Target:
@@ -51,6 +51,25 @@ def test_a_request_needs_the_capability_its_body_uses(body, capability):
 
 def test_an_embeddings_call_needs_embeddings():
     assert needs_of({"input": "hi"}, endpoint="embeddings").capabilities == {"embeddings"}
+
+
+def test_the_routing_text_is_the_last_user_message_cut_from_its_end():
+    body = {
+        "messages": [
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "an answer"},
+            {"role": "user", "content": [{"type": "text", "text": "x" * 5000}, {"type": "text", "text": "the end?"}]},
+            {"role": "tool", "content": "not the user's"},
+        ]
+    }
+    text = needs_of(body).routing_text
+    assert len(text) == ROUTING_TEXT_CHARS
+    assert text.endswith("x\nthe end?")
+
+
+@pytest.mark.parametrize("messages", [None, "hi", [], [{"role": "user", "content": 7}], [{"role": "system"}], [3]])
+def test_a_body_of_an_unexpected_shape_gives_no_routing_text(messages):
+    assert needs_of({"messages": messages}).routing_text == ""
 
 
 def test_an_image_in_a_later_message_among_text_parts_still_needs_vision():
