@@ -56,6 +56,14 @@ async def run(engine: "Engine", plan: "Plan", call, hooks: CascadeHooks):
     decision, route = plan.decision, plan.routes[0]
     cascade = route.policy.cascade
     steps = route.targets  # the eligible steps, in step order (strategies.order)
+    experiment = ""
+    if decision.arm and route.policy.experiment is not None:
+        # An experiment's arm is where this call's climb starts (the engine put it first): that step, then the
+        # dearer ones, never back down to a cheaper step the arm was meant to skip.
+        experiment = f"experiment {route.policy.experiment.name}: {decision.arm}"
+        rank = {name: i for i, name in enumerate(cascade.steps)}
+        start = rank.get(decision.arm, -1)
+        steps = [steps[0], *(t for t in steps[1:] if rank.get(t.deployment, -1) > start)]
     deadline = retry.Deadline(plan.deadline_ms, clock=engine.clock)
     output_tokens = plan.needs.output_tokens or DEFAULT_EXPECTED_OUTPUT_TOKENS
     held: list[_Held] = []
@@ -88,7 +96,7 @@ async def run(engine: "Engine", plan: "Plan", call, hooks: CascadeHooks):
             continue
         result, target = outcome
         if is_last:
-            _finish(decision, label, held)
+            _finish(decision, label, held, experiment)
             hooks.discarded.extend((h.tokens, h.target) for h in held)
             return result, target
         result, answer, tokens = await hooks.hold(result, target)
@@ -107,7 +115,7 @@ async def run(engine: "Engine", plan: "Plan", call, hooks: CascadeHooks):
         )
         step = _Held(result, target, tokens, failed, index, is_broken=bool(answer.error))
         if not failed:
-            _finish(decision, label, held)
+            _finish(decision, label, held, experiment)
             hooks.discarded.extend((h.tokens, h.target) for h in held)
             return result, target
         held.append(step)
@@ -120,14 +128,15 @@ async def run(engine: "Engine", plan: "Plan", call, hooks: CascadeHooks):
         raise RoutingFailed(last_error, decision)
     best = min(usable, key=lambda h: (len(h.failed), -h.index))
     label = f"step {best.index + 1} of {len(steps)}: {best.target.deployment}, best so far"
-    _finish(decision, label, [h for h in held if h is not best])
+    _finish(decision, label, [h for h in held if h is not best], experiment)
     hooks.discarded.extend((h.tokens, h.target) for h in held if h is not best)
     return best.result, best.target
 
 
-def _finish(decision, label: str, failed_steps: list[_Held]) -> None:
-    """The short why for x-tollway-route: which step answered, and what the ones below it failed."""
-    parts = [label]
+def _finish(decision, label: str, failed_steps: list[_Held], experiment: str = "") -> None:
+    """The short why for x-tollway-route: the experiment's arm, if any, which step answered, and what the ones
+    below it failed."""
+    parts = [experiment, label] if experiment else [label]
     for step in failed_steps:
         parts.append(f"{step.target.deployment} failed {', '.join(o.type for o in step.failed)}")
     stopped = [c for c in decision.checks if c.get("stopped")]
