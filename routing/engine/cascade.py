@@ -114,6 +114,9 @@ async def run(engine: "Engine", plan: "Plan", call, hooks: CascadeHooks):
             }
         )
         step = _Held(result, target, tokens, failed, index, is_broken=bool(answer.error))
+        if failed and route.policy.strategy == "bandit":
+            # A bandit that climbs on checks: a failed check is its automatic signal, this arm's worst reward.
+            engine.bandit.observe(route.alias, target.deployment, 0.0, policy=route.policy.bandit)
         if not failed:
             _finish(decision, label, held, experiment)
             hooks.discarded.extend((h.tokens, h.target) for h in held)
