@@ -285,6 +285,12 @@ if TOLLWAY_USAGE_RETRY_MAX_S <= 0 or TOLLWAY_USAGE_MEMORY_ROWS < 1:
 # POST /v1/feedback on a call whose usage record is not stored yet (records are stored in batches) waits this
 # long for it before answering 404: several flush intervals.
 TOLLWAY_FEEDBACK_WAIT_S = env_float("TOLLWAY_FEEDBACK_WAIT_S", max(3.0, 6 * TOLLWAY_USAGE_FLUSH_INTERVAL_S))
+# A cascade holds each checked step's stream in memory until its checks ran. Past either cap the step is not
+# held further: its check fails as too long to hold and the call climbs (an unchecked answer is never released).
+TOLLWAY_CASCADE_HOLD_MAX_CHUNKS = env_int("TOLLWAY_CASCADE_HOLD_MAX_CHUNKS", 4096)
+TOLLWAY_CASCADE_HOLD_MAX_BYTES = env_int("TOLLWAY_CASCADE_HOLD_MAX_BYTES", 256 * 1024)
+if TOLLWAY_CASCADE_HOLD_MAX_CHUNKS < 1 or TOLLWAY_CASCADE_HOLD_MAX_BYTES < 1:
+    raise ImproperlyConfigured("TOLLWAY_CASCADE_HOLD_MAX_CHUNKS and TOLLWAY_CASCADE_HOLD_MAX_BYTES must be at least 1")
 TOLLWAY_UPSTREAM_CONNECT_TIMEOUT_S = env_float("TOLLWAY_UPSTREAM_CONNECT_TIMEOUT_S", 5.0)
 TOLLWAY_UPSTREAM_TIMEOUT_S = env_float("TOLLWAY_UPSTREAM_TIMEOUT_S", 120.0)
 TOLLWAY_HTTP_TRANSPORT = env_str("TOLLWAY_HTTP_TRANSPORT", "aiohttp")  # aiohttp | httpx

@@ -101,7 +101,11 @@ async def run(engine: "Engine", plan: "Plan", call, hooks: CascadeHooks):
             return result, target
         result, answer, tokens = await hooks.hold(result, target)
         spent += hooks.cost_of(tokens, target)
-        outcomes = await checks.run_checks(cascade.checks, answer, hooks.context)
+        if answer.too_long:
+            # Cut off at the hold cap: the checks would judge half an answer (and a verifier be paid to).
+            outcomes = [checks.Outcome("too-long-to-hold", False, answer.too_long[:120])]
+        else:
+            outcomes = await checks.run_checks(cascade.checks, answer, hooks.context)
         if answer.error:
             outcomes.append(checks.Outcome("stream", False, answer.error[:120]))
         failed = [o for o in outcomes if not o.ok]
@@ -113,7 +117,7 @@ async def run(engine: "Engine", plan: "Plan", call, hooks: CascadeHooks):
                 "details": {o.type: o.detail for o in outcomes if o.detail},
             }
         )
-        step = _Held(result, target, tokens, failed, index, is_broken=bool(answer.error))
+        step = _Held(result, target, tokens, failed, index, is_broken=bool(answer.error or answer.too_long))
         if failed and route.policy.strategy == "bandit":
             # A bandit that climbs on checks: a failed check is its automatic signal, this arm's worst reward.
             engine.bandit.observe(route.alias, target.deployment, 0.0, policy=route.policy.bandit)

@@ -52,6 +52,7 @@ class Answer:
     logprobs: list[float] | None = None  # per output token, when the provider returned them
     refusal: str | None = None  # OpenAI's message.refusal
     error: str = ""  # a held stream that broke off: never final, whatever the checks say
+    too_long: str = ""  # a held stream cut off at the hold cap: unchecked, incomplete, never final
 
 
 @dataclass(frozen=True, slots=True)

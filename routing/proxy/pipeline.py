@@ -335,18 +335,32 @@ def _hold_completion(body: dict[str, Any]):
 
 
 def _hold_stream(body: dict[str, Any]):
+    """A held step's stream, read to its end into memory, up to TOLLWAY_CASCADE_HOLD_MAX_CHUNKS chunks and
+    TOLLWAY_CASCADE_HOLD_MAX_BYTES bytes of answer text. Past either the step fails "too-long-to-hold" and the
+    call climbs: releasing the held part would send an unchecked answer, and once its first byte is out no
+    later check could take it back (never two answers). The upstream stream is closed there, so the rest of
+    an answer that will not be used is not paid for."""
+    max_chunks, max_bytes = settings.TOLLWAY_CASCADE_HOLD_MAX_CHUNKS, settings.TOLLWAY_CASCADE_HOLD_MAX_BYTES
+
     async def hold(stream: ChatStream, target: Target):
         chunks: list[dict[str, Any]] = []
-        broken = ""
+        held_bytes = 0
+        broken = too_long = ""
         try:
             async for chunk in stream:
                 chunks.append(chunk)
+                held_bytes += _text_bytes(chunk)
+                if len(chunks) > max_chunks or held_bytes > max_bytes:
+                    too_long = (
+                        f"held {len(chunks)} chunks, {held_bytes} bytes: cap {max_chunks} chunks, {max_bytes} bytes"
+                    )
+                    break
         except UpstreamError as error:
             broken = error.message or "upstream stream error"
         finally:
             await stream.aclose()
         answer = answer_of_chunks(chunks)
-        answer.error = broken
+        answer.error, answer.too_long = broken, too_long
         tokens = stream.usage
         if tokens is None:
             await token_estimate.ready()
@@ -359,6 +373,21 @@ def _hold_stream(body: dict[str, Any]):
         return ChatStream(chunks=_replay(chunks), usage=stream.usage), answer, tokens
 
     return hold
+
+
+def _text_bytes(chunk: dict[str, Any]) -> int:
+    """The answer text a chunk carries (content, refusal, tool-call arguments), in UTF-8 bytes."""
+    size = 0
+    for choice in chunk.get("choices") or ():
+        delta = (choice or {}).get("delta") or {}
+        for text in (delta.get("content"), delta.get("refusal")):
+            if isinstance(text, str):
+                size += len(text.encode())
+        for call in delta.get("tool_calls") or ():
+            arguments = ((call or {}).get("function") or {}).get("arguments")
+            if isinstance(arguments, str):
+                size += len(arguments.encode())
+    return size
 
 
 async def _replay(chunks: list[dict[str, Any]]):

@@ -238,3 +238,44 @@ def test_max_cost_usd_stops_the_climb_and_the_best_answer_so_far_is_final(sdk, u
     [record] = wait_for_usage(1)
     assert record.cost_usd == Decimal("0.00005") + Decimal("0.0005")
     assert record.decision["checks"][-1]["stopped"] == "max_cost_usd"
+
+
+LONG_ANSWER = "B" * 40  # a role chunk, then 10 chunks of 4 bytes, a finish chunk (and the usage chunk)
+
+
+@pytest.mark.parametrize(
+    ("max_chunks", "max_bytes", "detail"),
+    [
+        (5, 1_000_000, "held 6 chunks, 20 bytes: cap 5 chunks, 1000000 bytes"),
+        (1_000, 30, "held 9 chunks, 32 bytes: cap 1000 chunks, 30 bytes"),
+    ],
+    ids=["chunks", "bytes"],
+)
+def test_a_held_stream_past_the_hold_cap_fails_as_too_long_to_hold_and_climbs(
+    sdk, upstream, settings, max_chunks, max_bytes, detail
+):
+    settings.TOLLWAY_CASCADE_HOLD_MAX_CHUNKS, settings.TOLLWAY_CASCADE_HOLD_MAX_BYTES = max_chunks, max_bytes
+    upstream.answer("cheap", LONG_ANSWER)
+
+    answer, headers = ask(sdk, "by-not-empty", stream=True)
+
+    # Not released unchecked: the client sees premium's answer alone, in one stream.
+    assert (answer, headers["x-tollway-deployment"]) == (PREMIUM_ANSWER, "premium")
+    assert headers["x-tollway-route"] == "cascade (step 2 of 2: premium; cheap failed too-long-to-hold)"
+    [record] = wait_for_usage(1)
+    assert record.decision["checks"] == [
+        {"step": "cheap", "passed": False, "failed": ["too-long-to-hold"], "details": {"too-long-to-hold": detail}}
+    ]
+    assert [a["deployment"] for a in record.decision["attempts"]] == ["cheap", "premium"]
+
+
+def test_the_hold_cap_leaves_answers_within_it_and_calls_that_are_not_streamed_alone(sdk, upstream, settings):
+    settings.TOLLWAY_CASCADE_HOLD_MAX_CHUNKS, settings.TOLLWAY_CASCADE_HOLD_MAX_BYTES = 13, 40
+    upstream.answer("cheap", LONG_ANSWER)  # at both caps, not past them
+
+    streamed, streamed_headers = ask(sdk, "by-not-empty", stream=True)
+    plain, plain_headers = ask(sdk, "by-not-empty", stream=False)  # nothing held: the cap is a stream's
+
+    assert (streamed, streamed_headers["x-tollway-deployment"]) == (LONG_ANSWER, "cheap")
+    assert (plain, plain_headers["x-tollway-deployment"]) == (LONG_ANSWER, "cheap")
+    wait_for_usage(2)
