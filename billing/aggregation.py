@@ -178,8 +178,8 @@ _MEASURES = {
 
 # The experiment and arm a call was given, out of its recorded decision (core.values.Decision.to_record), cut to
 # the aggregate's columns; "" for calls routed before decisions named them, or with no experiment.
-_EXPERIMENT = Coalesce(Left(KeyTextTransform("experiment", "decision"), 100), Value(""))
-_EXPERIMENT_ARM = Coalesce(Left(KeyTextTransform("arm", "decision"), 150), Value(""))
+DECISION_EXPERIMENT = Coalesce(Left(KeyTextTransform("experiment", "decision"), 100), Value(""))
+DECISION_ARM = Coalesce(Left(KeyTextTransform("arm", "decision"), 150), Value(""))
 
 
 def _is_postgresql() -> bool:
@@ -189,7 +189,7 @@ def _is_postgresql() -> bool:
 def _hour_rows(*, bucket_start: datetime, computed_at: datetime) -> tuple[list[UsageAggregate], int]:
     records = UsageRecord.objects.filter(
         created_at__gte=bucket_start, created_at__lt=bucket_start + timedelta(hours=1), stored_at__lt=computed_at
-    ).annotate(status_class=_STATUS_CLASS, experiment=_EXPERIMENT, experiment_arm=_EXPERIMENT_ARM)
+    ).annotate(status_class=_STATUS_CLASS, experiment=DECISION_EXPERIMENT, experiment_arm=DECISION_ARM)
     measures = dict(_MEASURES)
     if _is_postgresql():
         measures |= {name: PercentileCont("latency_ms", f) for name, f in LATENCY_PERCENTILES.items()}

@@ -12,10 +12,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db.models import Avg, Count, Q
-from django.db.models.fields.json import KeyTextTransform
 from django.http import Http404
 
-from billing.aggregation import merge_histograms, percentile_from_histogram
+from billing.aggregation import DECISION_ARM, DECISION_EXPERIMENT, merge_histograms, percentile_from_histogram
 from billing.dashboards.finance import aggregate_rows
 from billing.dashboards.scope import Filters
 from billing.models import UsageRecord
@@ -138,8 +137,8 @@ def _feedback(filters: Filters, *, alias: str) -> list[dict]:
         created_at__lt=filters.until,
     )
     return list(
-        rated.annotate(experiment=KeyTextTransform("experiment", "decision"), arm=KeyTextTransform("arm", "decision"))
-        .filter(experiment__gt="")
+        rated.annotate(experiment=DECISION_EXPERIMENT, arm=DECISION_ARM)
+        .exclude(experiment="")
         .values("experiment", "arm")
         .annotate(count=Count("feedback"), mean=Avg("feedback__score"))
         .order_by()
