@@ -38,7 +38,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Aggregate, Case, Count, F, FloatField, Max, Q, Sum, Value, When
-from django.db.models.functions import Floor, Greatest, Least, Ln, TruncDay, TruncHour
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Coalesce, Floor, Greatest, Least, Left, Ln, TruncDay, TruncHour
 from django.utils import timezone
 
 from billing.models import AggregatedBucket, UsageAggregate, UsageRecord
@@ -65,6 +66,9 @@ DIMENSIONS = (
     "status_class",
     "cache_hit",
     "error_type",
+    "strategy",
+    "experiment",
+    "experiment_arm",
 )
 COUNTS = ("requests", "errors", "streams", "fallbacks", "retries", "prompt_tokens", "completion_tokens")
 MONEY = ("cost_usd", "baseline_cost_usd")
@@ -172,6 +176,12 @@ _MEASURES = {
 }
 
 
+# The experiment and arm a call was given, out of its recorded decision (core.values.Decision.to_record), cut to
+# the aggregate's columns; "" for calls routed before decisions named them, or with no experiment.
+DECISION_EXPERIMENT = Coalesce(Left(KeyTextTransform("experiment", "decision"), 100), Value(""))
+DECISION_ARM = Coalesce(Left(KeyTextTransform("arm", "decision"), 150), Value(""))
+
+
 def _is_postgresql() -> bool:
     return connection.vendor == "postgresql"
 
@@ -179,7 +189,7 @@ def _is_postgresql() -> bool:
 def _hour_rows(*, bucket_start: datetime, computed_at: datetime) -> tuple[list[UsageAggregate], int]:
     records = UsageRecord.objects.filter(
         created_at__gte=bucket_start, created_at__lt=bucket_start + timedelta(hours=1), stored_at__lt=computed_at
-    ).annotate(status_class=_STATUS_CLASS)
+    ).annotate(status_class=_STATUS_CLASS, experiment=DECISION_EXPERIMENT, experiment_arm=DECISION_ARM)
     measures = dict(_MEASURES)
     if _is_postgresql():
         measures |= {name: PercentileCont("latency_ms", f) for name, f in LATENCY_PERCENTILES.items()}
@@ -352,6 +362,26 @@ def aggregate_pending(*, now: datetime | None = None) -> int:
     for day in _stale_days():
         recomputed += aggregate_bucket(DAY_GRANULARITY, day)
     _advance_cursor(scan_until)
+    return recomputed
+
+
+def reaggregate(*, since: datetime | None = None, until: datetime | None = None, now: datetime | None = None) -> int:
+    """Recompute whole every hour in [since, until) that still has raw records, and the days they fall in: how
+    aggregates made before a new dimension (strategy, experiment) get it. Hours frozen for retention are left
+    as they are (their raw records may be half purged); `since` defaults to the first hour not frozen. The
+    number of buckets recomputed; safe beside aggregate_pending and to run again."""
+    from billing.retention import frozen_before
+
+    now = now or timezone.now()
+    freeze_line = frozen_before(now)
+    since = max(since or freeze_line, freeze_line)
+    records = UsageRecord.objects.filter(created_at__gte=since)
+    if until is not None:
+        records = records.filter(created_at__lt=until)
+    hours = records.annotate(hour=TruncHour("created_at")).values_list("hour", flat=True).distinct().order_by("hour")
+    recomputed = sum(aggregate_bucket(HOUR_GRANULARITY, hour) for hour in hours)
+    for day in _stale_days():
+        recomputed += aggregate_bucket(DAY_GRANULARITY, day)
     return recomputed
 
 

@@ -32,10 +32,14 @@ FIELDS = (
     "upstream_latency_ms",
     "endpoint",
     "strategy",
+    "baseline_cost_usd",
+    "experiment",
+    "experiment_arm",
 )
 
 
 def as_row(record: UsageRecord) -> dict:
+    decision = record.decision if isinstance(record.decision, dict) else {}
     return {
         "request_id": record.request_id,
         "created_at": record.created_at.isoformat(),
@@ -60,6 +64,10 @@ def as_row(record: UsageRecord) -> dict:
         "upstream_latency_ms": record.upstream_latency_ms,
         "endpoint": record.endpoint,
         "strategy": record.strategy,
+        # What the alias's baseline deployment would have charged: baseline_cost_usd - cost_usd is "saved".
+        "baseline_cost_usd": format(record.baseline_cost_usd, "f"),
+        "experiment": decision.get("experiment") or "",
+        "experiment_arm": decision.get("arm") or "",
     }
 
 

@@ -101,6 +101,11 @@ class UsageAggregate(models.Model):
     status_class = models.CharField(max_length=3)  # 2xx | 4xx | 5xx
     cache_hit = models.BooleanField(default=False)
     error_type = models.CharField(max_length=64, blank=True)
+    # How the calls were routed (UsageRecord.strategy), and for an alias with an `experiment:` its name and the
+    # arm the call was given ("" for none), from the recorded decision: savings per policy, arms compared.
+    strategy = models.CharField(max_length=32, blank=True)
+    experiment = models.CharField(max_length=100, blank=True)
+    experiment_arm = models.CharField(max_length=150, blank=True)
     # Measures.
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)

@@ -199,6 +199,7 @@ class Decision:
     estimates: dict[str, str] = field(default_factory=dict)  # deployment -> what it was ranked by (cost, ms)
     checks: list[dict] = field(default_factory=list)  # part 2: cascade checks
     arm: str = ""  # part 2: the experiment arm
+    experiment: str = ""  # part 2: the alias's experiment's name when it has one (arm "" = the call got no arm)
 
     def route_header(self) -> str:
         """`x-tollway-route`: "cheapest; 2 skipped: breaker-open, context"."""
@@ -235,6 +236,7 @@ class Decision:
             "estimates": dict(self.estimates),
             "checks": list(self.checks),
             "arm": self.arm,
+            "experiment": self.experiment,
         }
 
 

@@ -1,5 +1,6 @@
 """The totals behind the usage summary: aggregates over a range, grouped by team, key, alias, deployment,
-provider or day, seen through the same scope as the console (portal/roles.py). Reads aggregates only.
+provider, routing strategy or day, seen through the same scope as the console (portal/roles.py). Reads
+aggregates only.
 
 Whole days inside the range are read from daily rows and the partial days at its ends from hourly rows, so a
 30-day summary reads a few rows per day. Latency percentiles come from the rows' merged histograms
@@ -25,6 +26,7 @@ GROUPS = {
     "alias": ("alias",),
     "deployment": ("deployment",),
     "provider": ("provider",),
+    "strategy": ("strategy",),  # the alias's routing policy: what each one saved against the baseline
     "day": ("day",),
 }
 MEASURES = (

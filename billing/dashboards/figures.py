@@ -153,6 +153,34 @@ def savings_over_time(data: CostOverTime, *, axis: TimeAxis) -> dict:
     return _layout(fig, axis=axis, y_title="Saved (USD)", y_format=tickformat)
 
 
+def savings_by_strategy(rows: list[dict]) -> dict:
+    """Baseline, cost and saved side by side for each routing policy (rows of finance.savings_by_strategy)."""
+    fig = go.Figure()
+    names = [_name(row["strategy_label"]) for row in rows]
+    for title, key, colour in (
+        ("Baseline", "baseline_cost_usd", COLOURS[8]),
+        ("Cost", "cost_usd", COLOURS[0]),
+        ("Saved", "saved_usd", COLOURS[1]),
+    ):
+        amounts = [row[key] for row in rows]
+        colours = [COLOURS[3] if key == "saved_usd" and amount < 0 else colour for amount in amounts]
+        fig.add_bar(
+            x=names,
+            y=[float(amount) for amount in amounts],
+            name=title,
+            marker={"color": colours},
+            customdata=[money.dollars(amount) for amount in amounts],
+            hovertemplate="%{customdata}",
+        )
+    largest = max((abs(float(row[key])) for row in rows for key in ("baseline_cost_usd", "cost_usd", "saved_usd")),
+                  default=0.0)  # fmt: skip
+    layout = _layout(fig, axis=None, y_title="USD", y_format=money.axis_tickformat(largest))
+    layout["layout"]["xaxis"] = {"type": "category", "title": {"text": "Routing policy"}}
+    layout["layout"]["barmode"] = "group"
+    layout["layout"]["hovermode"] = "x unified"
+    return layout
+
+
 def burn_down(burn: BurnDown) -> dict:
     as_number = float
     is_money = burn.unit == "usd"

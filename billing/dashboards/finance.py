@@ -149,6 +149,20 @@ def top_aliases(filters: Filters, *, n: int | None = TOP_N) -> list[dict]:
     ]
 
 
+NO_STRATEGY = "(not routed)"  # refused before routing (auth, limits, bad input): no strategy was applied
+
+
+def savings_by_strategy(filters: Filters) -> list[dict]:
+    """What each routing policy cost against the baseline: one row per strategy, largest saving first.
+    `percent_saved` is saved ÷ baseline × 100 (a Decimal to one place), None when the baseline is zero."""
+    rows = []
+    for row in _ranked(aggregate_rows(filters).values("strategy"), None):
+        baseline = row["baseline_cost_usd"]
+        percent = (row["saved_usd"] * 100 / baseline).quantize(Decimal("0.1")) if baseline else None
+        rows.append(row | {"strategy_label": row["strategy"] or NO_STRATEGY, "percent_saved": percent})
+    return sorted(rows, key=lambda row: (-row["saved_usd"], -row["requests"], row["strategy"]))
+
+
 def aliases_in_scope(filters: Filters) -> list[tuple[str, str]]:
     """The model filter's (value, label) choices: aliases with usage in scope over the range (ignoring the alias
     filter), then the unknown-model entry if any usage falls under it."""

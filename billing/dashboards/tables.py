@@ -142,6 +142,19 @@ TABLES = {
             lambda filters, params: finance.top_aliases(filters, n=None),
         ),
         Table(
+            "strategies",
+            "Saved vs baseline by routing policy",
+            [
+                Column("strategy_label", "Routing policy"),
+                _count_col("requests", "Requests"),
+                _money_col("cost_usd", "Cost (USD)"),
+                _money_col("baseline_cost_usd", "Baseline cost (USD)"),
+                _money_col("saved_usd", "Saved (USD)"),
+                Column("percent_saved", "Saved (%)", is_number=True),
+            ],
+            lambda filters, params: finance.savings_by_strategy(filters),
+        ),
+        Table(
             "budgets",
             "Budgets",
             [

@@ -96,6 +96,7 @@ def finance_dashboard(request):
         "top_teams": finance.top_teams(filters),
         "top_keys": finance.top_keys(filters),
         "top_models": finance.top_aliases(filters),
+        "by_strategy": finance.savings_by_strategy(filters),
         "burn_downs": [
             (budget, budgets.budget_label(budget), budgets.burn_down(budget, now=timezone.now()))
             for budget in budget_list
@@ -114,6 +115,7 @@ def finance_data(request):
     payload = {
         "cost": figures.cost_over_time(cost, axis=axis),
         "savings": figures.savings_over_time(cost, axis=axis),
+        "strategies": figures.savings_by_strategy(finance.savings_by_strategy(filters)),
         "budgets": {
             str(budget.pk): figures.burn_down(budgets.burn_down(budget))
             for budget in budgets.budgets_in_scope(filters)[:MAX_BUDGETS]

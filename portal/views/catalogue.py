@@ -70,8 +70,12 @@ def catalogue(request):
         ModelAlias.objects.prefetch_related(Prefetch("routes", queryset=routes)).order_by("name"),
         param="aliases",
     )
+    # The experiment comparison opens for an alias of a product the user sees (billing/dashboards/experiments.py).
+    comparable = {alias.pk for product in products for alias in product.aliases.all()}
     for alias in aliases:
         routing = routing_mapping(alias.routing, deployments=tuple(r.deployment.name for r in alias.routes.all()))
+        alias.experiment = routing.get("experiment")
+        alias.is_comparable = alias.experiment is not None and (roles.is_platform_admin(user) or alias.pk in comparable)
         alias.strategy = routing.get("strategy", "priority")
         alias.min_quality = routing.get("min_quality")
         alias.fallbacks = routing.get("fallbacks", [])
@@ -357,6 +361,7 @@ def alias_routing(request, alias_id: int):
         "alias": alias,
         "form": form,
         "deployments": deployments,
+        "stored": stored,
         "stored_yaml": dump_catalogue_yaml({"routing": stored}) if stored else "",
     }
     return render_page(request, "console/alias_routing.html", context, section="catalogue")

@@ -154,6 +154,8 @@ class Engine:
     def _experiment(self, ordered, reason: str, policy: RoutingPolicy, needs: Needs, decision: Decision):
         """The experiment's arm goes first (routing/engine/experiments.py): a layer above the strategy."""
         experiment = policy.experiment
+        # Named even when the call gets no arm: a comparison counts the calls the strategy alone routed too.
+        decision.experiment = experiment.name
         ordered, decision.arm = experiments.apply(ordered, experiment, user=needs.user, rng=self.rng)
         if not decision.arm:
             return ordered, reason
