@@ -4,20 +4,22 @@ thread (config/db_thread.py), never on the event loop."""
 
 import logging
 import os
+import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import Prefetch, Q
 
 from billing.models import Budget
-from core.values import BudgetRule, ModelPrice, Principal, RateRule, RoutingPolicy, Target
+from core.values import BudgetRule, LearnedPolicy, ModelPrice, Principal, RateRule, RoutingPolicy, Target
 from portal.models import APIKey, Product, Subscription, Team
 from routing.catalogue.policies import stored_policy
 from routing.control_plane import feed
 from routing.credentials import CredentialError, decrypt_secret
-from routing.models import AliasDeployment, ChangeEvent, Deployment, ModelAlias, Provider
+from routing.engine import learned
+from routing.models import AliasDeployment, ChangeEvent, Deployment, LearnedRouter, ModelAlias, Provider
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +301,43 @@ def _policies() -> dict[str, RoutingPolicy]:
             # what parses still applies, and the operator is told what did not.
             log.warning("alias %s: its routing is not all valid (%s); applying the rest", name, "; ".join(problems))
         policies[name] = policy
+    learned_aliases = {
+        pk: name for pk, (name, _) in stored.items() if policies.get(name, RoutingPolicy()).strategy == "learned"
+    }
+    for alias_id, model in _latest_learned_models(learned_aliases).items():
+        policy = policies[learned_aliases[alias_id]]
+        policies[learned_aliases[alias_id]] = replace(
+            policy, learned=replace(policy.learned or LearnedPolicy(), model=model)
+        )
     return policies
+
+
+# router row id -> its parsed model: every catalogue change reloads the policies, but not a model's weights again
+_learned_models: dict[int, learned.LearnedModel] = {}
+
+
+def _latest_learned_models(aliases: dict[int, str]) -> dict[int, learned.LearnedModel]:
+    """Each of these aliases' latest learned-router version, parsed (aliases never trained are absent)."""
+    if not aliases:
+        return {}
+    latest = (
+        LearnedRouter.objects.filter(alias_id__in=list(aliases))
+        .order_by("alias_id", "-version")
+        .values_list("pk", "alias_id", "version")
+    )
+    chosen: dict[int, tuple[int, int]] = {}
+    for pk, alias_id, version in latest:
+        chosen.setdefault(alias_id, (pk, version))
+    wanted = {pk for pk, _ in chosen.values()}
+    for pk in set(_learned_models) - wanted:
+        del _learned_models[pk]
+    missing = wanted - set(_learned_models)
+    for pk, blob, version in LearnedRouter.objects.filter(pk__in=missing).values_list("pk", "weights", "version"):
+        try:
+            _learned_models[pk] = learned.from_bytes(bytes(blob), version=version)
+        except (ValueError, zlib.error) as exc:
+            log.error("learned router %s v%s cannot be read (%s); its alias routes by priority", pk, version, exc)
+    return {alias_id: _learned_models[pk] for alias_id, (pk, _) in chosen.items() if pk in _learned_models}
 
 
 # --- what a batch of changes means -----------------------------------------------------------------------------
