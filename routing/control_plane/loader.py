@@ -312,8 +312,9 @@ def _policies() -> dict[str, RoutingPolicy]:
     return policies
 
 
-# router row id -> its parsed model: every catalogue change reloads the policies, but not a model's weights again
-_learned_models: dict[int, learned.LearnedModel] = {}
+# (router row id, created_at) -> its parsed model: every catalogue change reloads the policies, but a model's
+# weights only once. created_at too: a row id may come back after a rollback (tests) or a restored dump.
+_learned_models: dict[tuple, learned.LearnedModel] = {}
 
 
 def _latest_learned_models(aliases: dict[int, str]) -> dict[int, learned.LearnedModel]:
@@ -323,21 +324,22 @@ def _latest_learned_models(aliases: dict[int, str]) -> dict[int, learned.Learned
     latest = (
         LearnedRouter.objects.filter(alias_id__in=list(aliases))
         .order_by("alias_id", "-version")
-        .values_list("pk", "alias_id", "version")
+        .values_list("pk", "created_at", "alias_id")
     )
-    chosen: dict[int, tuple[int, int]] = {}
-    for pk, alias_id, version in latest:
-        chosen.setdefault(alias_id, (pk, version))
-    wanted = {pk for pk, _ in chosen.values()}
-    for pk in set(_learned_models) - wanted:
-        del _learned_models[pk]
-    missing = wanted - set(_learned_models)
-    for pk, blob, version in LearnedRouter.objects.filter(pk__in=missing).values_list("pk", "weights", "version"):
+    chosen: dict[int, tuple] = {}
+    for pk, created_at, alias_id in latest:
+        chosen.setdefault(alias_id, (pk, created_at))
+    wanted = set(chosen.values())
+    for key in set(_learned_models) - wanted:
+        del _learned_models[key]
+    missing = {pk for pk, created_at in wanted - set(_learned_models)}
+    rows = LearnedRouter.objects.filter(pk__in=missing).values_list("pk", "created_at", "weights", "version")
+    for pk, created_at, blob, version in rows:
         try:
-            _learned_models[pk] = learned.from_bytes(bytes(blob), version=version)
+            _learned_models[(pk, created_at)] = learned.from_bytes(bytes(blob), version=version)
         except (ValueError, zlib.error) as exc:
             log.error("learned router %s v%s cannot be read (%s); its alias routes by priority", pk, version, exc)
-    return {alias_id: _learned_models[pk] for alias_id, (pk, _) in chosen.items() if pk in _learned_models}
+    return {alias_id: _learned_models[key] for alias_id, key in chosen.items() if key in _learned_models}
 
 
 # --- what a batch of changes means -----------------------------------------------------------------------------

@@ -250,11 +250,12 @@ def choose(
     if not known:
         return [targets[i] for i in ranked], f"v{model.version}: none of these trained, priority order", estimates
     top = targets[ranked[0]].deployment
-    said = f"{top} {predicted[top]:.2f}"
-    if floor is None:
-        reason = f"v{model.version}, no floor: {said}"
-    elif meeting:
-        reason = f"v{model.version}, floor {floor:g}: {said}"
-    else:
-        reason = f"v{model.version}, floor {floor:g} unmet, best predicted: {said}"
+    said = [f"v{model.version}"]
+    if floor is not None:
+        said.append(f"floor {floor:g}" if meeting else f"floor {floor:g} unmet")
+    if trade_off > 0:
+        said.append(f"trade-off {trade_off:g}")
+    reason = f"{', '.join(said)}: {top} {predicted[top]:.2f}"
+    if floor is not None and not meeting:
+        reason += " (best predicted)"
     return [targets[i] for i in ranked], reason, estimates
