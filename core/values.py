@@ -61,7 +61,7 @@ STRATEGIES = (
     "learned",  # part 2
     "bandit",  # part 2
 )
-PART_TWO_STRATEGIES = ("cascade", "semantic", "learned")  # not built yet: priority order
+PART_TWO_STRATEGIES = ("cascade", "semantic")  # not built yet: priority order
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +105,16 @@ class BanditPolicy:  # part 2: routing/engine/bandit.py
     frozen: bool = False  # `bandit: {frozen: true}`: stop learning and exploring, serve the best posterior mean
 
 
+@dataclass(frozen=True, slots=True)
+class LearnedPolicy:  # part 2: routing/engine/learned.py
+    # 0: the cheapest deployment predicted to meet the floor. Above 0: the best `predicted quality - trade_off x
+    # (its estimated cost / the dearest one's)` among those that meet it (or among all, without a floor).
+    trade_off: float = 0.0
+    # The alias's latest trained model (routing/engine/learned.LearnedModel), attached by the snapshot loader;
+    # None: not trained yet (priority order). Not part of the policy's value: the YAML never holds it.
+    model: object = field(default=None, compare=False, repr=False)
+
+
 # --- cascade (issue 12): try the cheap step, escalate when its answer fails a check ---------------------------
 
 CHECK_TYPES = ("not-empty", "not-truncated", "json", "refusal", "regex", "min-logprob", "webhook")
@@ -141,6 +151,7 @@ class RoutingPolicy:
     experiment: ExperimentPolicy | None = None
     bandit: BanditPolicy | None = None
     cascade: CascadePolicy | None = None
+    learned: LearnedPolicy | None = None
 
     def weight_of(self, deployment: str) -> float:
         for name, weight in self.weights:

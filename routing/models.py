@@ -122,3 +122,29 @@ class ChangeCounter(models.Model):
 
     def __str__(self) -> str:
         return f"change feed at v{self.version}"
+
+
+class LearnedRouter(DataPlaneModel):
+    """One trained version of an alias's learned router (routing/engine/learned.py): the alias routes with its
+    latest version; older ones are kept, to compare and to see what was served when."""
+
+    change_kind = feed.CATALOGUE
+    change_per_object = False
+
+    alias = models.ForeignKey(ModelAlias, on_delete=models.CASCADE, related_name="learned_routers")
+    version = models.PositiveIntegerField()  # 1, 2, 3... per alias
+    # The model as routing/engine/learned.py's to_bytes writes it (zlib'd float32 weights, ~200 KB).
+    weights = models.BinaryField()
+    deployments = models.JSONField(default=list)  # the deployments it predicts, in the blob's order
+    examples = models.PositiveIntegerField()  # training lines
+    seed = models.PositiveIntegerField()
+    file_sha256 = models.CharField(max_length=64)  # of the training file, to tell which file made it
+    size_bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["alias_id", "-version"]
+        constraints = [models.UniqueConstraint(fields=["alias", "version"], name="learned_router_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.alias} learned v{self.version}"

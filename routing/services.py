@@ -7,11 +7,17 @@ the entry's path (`providers[0].base_url: ...`). Values are given by model field
 file's `enabled`); API keys are encrypted by the importer and never written to the audit log.
 """
 
+import hashlib
+from collections.abc import Iterable
 from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Max
 
 from portal.services import audit
 from routing.catalogue import CatalogueError, import_catalogue
-from routing.models import Deployment, ModelAlias, Provider
+from routing.engine import learned
+from routing.models import AliasDeployment, Deployment, LearnedRouter, ModelAlias, Provider
 
 # Model field -> catalogue document key, where they differ.
 _DOCUMENT_KEYS = {"is_enabled": "enabled"}
@@ -107,3 +113,55 @@ def _write(model, section: str, entry: dict, *, actor, verb: str):
         details=details,
     )
     return instance
+
+
+# --- learned routing (routing/engine/learned.py) ---------------------------------------------------------------
+
+
+class TrainingFileError(Exception):
+    """The training file is refused; `errors` are "line N: ..." messages (nothing was stored)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        shown = errors[: learned.MAX_ERRORS_SHOWN]
+        more = len(errors) - len(shown)
+        super().__init__("; ".join(shown) + (f"; and {more} more" if more > 0 else ""))
+        self.errors = errors
+
+
+def train_router(*, alias: ModelAlias, lines: Iterable[str], seed: int = learned.SEED) -> LearnedRouter:
+    """Train the alias's next learned-router version from JSON lines and store it; the alias routes with it
+    from the next snapshot on (the change feed carries it to every process). Every line is checked first:
+    one bad line refuses the whole file. The same file and seed give the same model bytes."""
+    digest = hashlib.sha256()
+
+    def hashed(source: Iterable[str]):
+        for line in source:
+            digest.update(line.encode())
+            yield line
+
+    known = tuple(
+        AliasDeployment.objects.filter(alias=alias)
+        .order_by("priority", "id")
+        .values_list("deployment__name", flat=True)
+    )
+    examples, errors = learned.parse_lines(hashed(lines), deployments=known)
+    if errors:
+        raise TrainingFileError(errors)
+    scored = {name for _, scores in examples for name in scores}
+    deployments = [name for name in known if name in scored]
+    # Minutes of CPU at most for the largest file: outside the transaction, so no row is held meanwhile.
+    model = learned.train(examples, deployments, seed=seed)
+    blob = learned.to_bytes(model)
+    with transaction.atomic():
+        ModelAlias.objects.select_for_update().filter(pk=alias.pk).first()  # one new version at a time
+        latest = LearnedRouter.objects.filter(alias=alias).aggregate(latest=Max("version"))["latest"] or 0
+        return LearnedRouter.objects.create(
+            alias=alias,
+            version=latest + 1,
+            weights=blob,
+            deployments=deployments,
+            examples=len(examples),
+            seed=seed,
+            file_sha256=digest.hexdigest(),
+            size_bytes=len(blob),
+        )

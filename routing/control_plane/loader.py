@@ -4,20 +4,22 @@ thread (config/db_thread.py), never on the event loop."""
 
 import logging
 import os
+import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import Prefetch, Q
 
 from billing.models import Budget
-from core.values import BudgetRule, ModelPrice, Principal, RateRule, RoutingPolicy, Target
+from core.values import BudgetRule, LearnedPolicy, ModelPrice, Principal, RateRule, RoutingPolicy, Target
 from portal.models import APIKey, Product, Subscription, Team
 from routing.catalogue.policies import stored_policy
 from routing.control_plane import feed
 from routing.credentials import CredentialError, decrypt_secret
-from routing.models import AliasDeployment, ChangeEvent, Deployment, ModelAlias, Provider
+from routing.engine import learned
+from routing.models import AliasDeployment, ChangeEvent, Deployment, LearnedRouter, ModelAlias, Provider
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +301,45 @@ def _policies() -> dict[str, RoutingPolicy]:
             # what parses still applies, and the operator is told what did not.
             log.warning("alias %s: its routing is not all valid (%s); applying the rest", name, "; ".join(problems))
         policies[name] = policy
+    learned_aliases = {
+        pk: name for pk, (name, _) in stored.items() if policies.get(name, RoutingPolicy()).strategy == "learned"
+    }
+    for alias_id, model in _latest_learned_models(learned_aliases).items():
+        policy = policies[learned_aliases[alias_id]]
+        policies[learned_aliases[alias_id]] = replace(
+            policy, learned=replace(policy.learned or LearnedPolicy(), model=model)
+        )
     return policies
+
+
+# (router row id, created_at) -> its parsed model: every catalogue change reloads the policies, but a model's
+# weights only once. created_at too: a row id may come back after a rollback (tests) or a restored dump.
+_learned_models: dict[tuple, learned.LearnedModel] = {}
+
+
+def _latest_learned_models(aliases: dict[int, str]) -> dict[int, learned.LearnedModel]:
+    """Each of these aliases' latest learned-router version, parsed (aliases never trained are absent)."""
+    if not aliases:
+        return {}
+    latest = (
+        LearnedRouter.objects.filter(alias_id__in=list(aliases))
+        .order_by("alias_id", "-version")
+        .values_list("pk", "created_at", "alias_id")
+    )
+    chosen: dict[int, tuple] = {}
+    for pk, created_at, alias_id in latest:
+        chosen.setdefault(alias_id, (pk, created_at))
+    wanted = set(chosen.values())
+    for key in set(_learned_models) - wanted:
+        del _learned_models[key]
+    missing = {pk for pk, created_at in wanted - set(_learned_models)}
+    rows = LearnedRouter.objects.filter(pk__in=missing).values_list("pk", "created_at", "weights", "version")
+    for pk, created_at, blob, version in rows:
+        try:
+            _learned_models[(pk, created_at)] = learned.from_bytes(bytes(blob), version=version)
+        except (ValueError, zlib.error) as exc:
+            log.error("learned router %s v%s cannot be read (%s); its alias routes by priority", pk, version, exc)
+    return {alias_id: _learned_models[key] for alias_id, key in chosen.items() if key in _learned_models}
 
 
 # --- what a batch of changes means -----------------------------------------------------------------------------

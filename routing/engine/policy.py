@@ -12,6 +12,7 @@ their path. Pure: the catalogue importer calls it and resolves the fallback alia
       experiment: {name: llama-vs-mixtral, arms: {cheap-llama: 90, mid-mixtral: 10}}   # part 2
       bandit: {weights: {quality: 1.0, cost: 0.3, latency: 0.0}, exploration: 0.1, frozen: false}
       cascade: {steps: [cheap-llama, premium-gpt4], checks: [{type: json}], max_cost_usd: "0.05"}   # part 2
+      learned: {trade_off: 0.2}   # part 2: with strategy learned (its model: manage.py train_router)
 """
 
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from core.values import (
     CascadePolicy,
     CheckSpec,
     ExperimentPolicy,
+    LearnedPolicy,
     RetryPolicy,
     RoutingPolicy,
 )
@@ -42,6 +44,7 @@ POLICY_KEYS = (
     "experiment",
     "bandit",
     "cascade",
+    "learned",
 )
 MAX_ATTEMPTS = 20  # whatever the YAML says: a call never costs more upstream attempts than this
 MAX_DEADLINE_MS = 600_000
@@ -203,6 +206,19 @@ def parse_policy(raw: object, *, path: str, deployments: tuple[str, ...]) -> tup
 
     cascade = _parse_cascade(check, raw, strategy=strategy, deployments=deployments)
 
+    learned = None
+    if "learned" in raw:
+        spec = check.mapping("learned", raw["learned"]) or {}
+        trade_off = 0.0
+        for key, value in spec.items():
+            if key != "trade_off":
+                check.fail(f"learned.{key}", "unknown key; expected trade_off")
+                continue
+            # In quality points per "the dearest deployment's cost": 1 gives up 0.1 of quality to pay a tenth.
+            number = check.number("learned.trade_off", value, 0, 100, integer=False)
+            trade_off = 0.0 if number is None else float(number)
+        learned = LearnedPolicy(trade_off=trade_off)
+
     policy = RoutingPolicy(
         strategy=strategy,
         min_quality=None if min_quality is None else float(min_quality),
@@ -213,6 +229,7 @@ def parse_policy(raw: object, *, path: str, deployments: tuple[str, ...]) -> tup
         experiment=experiment,
         bandit=bandit,
         cascade=cascade,
+        learned=learned,
     )
     return policy, check.errors
 
@@ -247,6 +264,8 @@ def policy_to_dict(policy: RoutingPolicy) -> dict | None:
             out["bandit"]["frozen"] = True
     if policy.cascade is not None:
         out["cascade"] = _cascade_to_dict(policy.cascade)
+    if policy.learned is not None:
+        out["learned"] = {"trade_off": _plain(policy.learned.trade_off)} if policy.learned.trade_off else {}
     return out
 
 

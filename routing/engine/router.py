@@ -124,9 +124,11 @@ class Engine:
             # The stricter of the alias's floor and the caller's (x-tollway-min-quality may only raise it).
             floors = [f for f in (needs.min_quality, route_policy.min_quality) if f is not None]
             route_needs = replace(needs, min_quality=max(floors)) if floors else needs
+            # A learned alias's floor is for its predictions (strategies.order), not the static quality.
+            is_learned = strategies.is_learned_with_model(route_policy)
             usable, skipped = constraints.eligible(
                 targets,
-                route_needs,
+                replace(route_needs, min_quality=None) if is_learned else route_needs,
                 is_open=lambda deployment, p=route_policy: self.breakers.is_open(deployment, p.breaker),
                 over_quota=self.over_quota,
             )

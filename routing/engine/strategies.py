@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from core.values import PART_TWO_STRATEGIES, BanditPolicy, RoutingPolicy, Target
-from routing.engine import bandit
+from core.values import PART_TWO_STRATEGIES, BanditPolicy, LearnedPolicy, RoutingPolicy, Target
+from routing.engine import bandit, learned
 from routing.engine.bandit import BanditBoard
 from routing.engine.constraints import Needs
 from routing.engine.latency import LatencyBoard
@@ -52,6 +52,8 @@ def order(
     strategy = policy.strategy
     if strategy == "cascade" and policy.cascade is not None:
         return _cascade_steps(targets, policy)
+    if strategy == "learned":
+        return _learned(targets, policy.learned or LearnedPolicy(), needs)
     if strategy in PART_TWO_STRATEGIES:
         return targets, "part 2: priority order", {}
     by_strategy: dict[str, Callable[[], Ordered]] = {
@@ -76,6 +78,21 @@ def _cascade_steps(targets: list[Target], policy: RoutingPolicy) -> Ordered:
     by_name = {t.deployment: t for t in targets}
     steps = [by_name[name] for name in policy.cascade.steps if name in by_name]
     return steps, f"{len(steps)} steps", {}
+
+
+def _learned(targets: list[Target], spec: LearnedPolicy, needs: Needs) -> Ordered:
+    if spec.model is None:
+        return targets, "no trained model yet: priority order", {}
+    output_tokens = needs.output_tokens or DEFAULT_EXPECTED_OUTPUT_TOKENS
+    costs = [estimated_cost(t, prompt_tokens=needs.prompt_tokens, output_tokens=output_tokens) for t in targets]
+    return learned.choose(
+        targets, spec.model, text=needs.routing_text, floor=needs.min_quality, trade_off=spec.trade_off, costs=costs
+    )
+
+
+def is_learned_with_model(policy: RoutingPolicy) -> bool:
+    """A learned alias with a model applies its floor to predictions, not to the catalogue's static quality."""
+    return policy.strategy == "learned" and policy.learned is not None and policy.learned.model is not None
 
 
 def _cheapest(targets: list[Target], needs: Needs) -> Ordered:
