@@ -53,6 +53,7 @@ def order(
     if strategy == "cascade" and policy.cascade is not None:
         return _cascade_steps(targets, policy)
     if strategy in PART_TWO_STRATEGIES:
+        # semantic is ordered by router.Engine.decide, which has the other aliases a route may point at.
         return targets, "part 2: priority order", {}
     by_strategy: dict[str, Callable[[], Ordered]] = {
         "priority": lambda: (targets, "", {}),
