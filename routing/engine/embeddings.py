@@ -112,9 +112,9 @@ class MiniLM:
         for i in range(_LAYERS):
             p = f"encoder.layer.{i}."
             a = p + "attention.self."
-            # Query, key and value in one product: (384, 1152), copied once (5 MB for all six layers).
-            qkv = np.concatenate([w[a + "query.weight"], w[a + "key.weight"], w[a + "value.weight"]]).T.copy()
-            qkv_bias = np.concatenate([w[a + "query.bias"], w[a + "key.bias"], w[a + "value.bias"]])
+            # Views of the mapped file, transposed (BLAS reads them as they are): no copy of the weights in memory.
+            qkv = tuple(w[a + f"{part}.weight"].T for part in ("query", "key", "value"))
+            qkv_bias = tuple(w[a + f"{part}.bias"] for part in ("query", "key", "value"))
             self.layers.append(
                 (
                     qkv,
@@ -159,8 +159,11 @@ class MiniLM:
         attention_bias = ((1.0 - mask) * -1e9)[:, None, None, :]
         scale = np.float32(1.0 / np.sqrt(head_dim))
         for qkv, qkv_bias, out_w, out_b, norm1, up_w, up_b, down_w, down_b, norm2 in self.layers:
-            heads = (x @ qkv + qkv_bias).reshape(batch, length, 3, _HEADS, head_dim).transpose(2, 0, 3, 1, 4)
-            q, k, v = heads[0], heads[1], heads[2]  # each (batch, heads, length, head_dim)
+            # each (batch, heads, length, head_dim)
+            q, k, v = (
+                (x @ weight + bias).reshape(batch, length, _HEADS, head_dim).transpose(0, 2, 1, 3)
+                for weight, bias in zip(qkv, qkv_bias, strict=True)
+            )
             scores = (q * scale) @ k.transpose(0, 1, 3, 2) + attention_bias
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             scores /= scores.sum(axis=-1, keepdims=True)

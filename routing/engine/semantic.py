@@ -2,9 +2,10 @@
 all-MiniLM-L6-v2 embeddings, routing/engine/embeddings.py), when that similarity reaches the policy's threshold;
 else to the default.
 
-Nearest example, not the routes' centroids: bench/embedder_eval.py measured both (and a top-3 mean) on the
-RouterBench task split, and a route's examples are often of several kinds (a SQL fix and a Python function are
-both "code"), which a centroid blurs.
+Nearest example, not the routes' centroids nor a top-3 mean: on the RouterBench task split the three are within
+two points of each other (bench/embedder_eval.py), and the nearest example is what the issue asks for, says to an
+admin which example a prompt resembled, and does not blur a route whose examples are of several kinds (a SQL fix
+and a Python function are both "code").
 
 Where the chosen target goes (router.py applies it): a deployment of the alias is tried first, then the alias's
 other deployments in their listed order (fail-over as usual). Another alias is tried as that alias routes (its
