@@ -204,6 +204,11 @@ def is_loaded() -> bool:
     return _model is not None
 
 
+def load_failed() -> bool:
+    """The model could not be loaded in this process (the reason was logged once by whoever asked first)."""
+    return _load_error is not None
+
+
 # --- the examples' embeddings, per policy ---------------------------------------------------------------------
 
 MAX_CACHED_POLICIES = 64

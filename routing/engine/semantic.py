@@ -70,8 +70,8 @@ def warm(policies) -> None:
     snapshot has semantic aliases: the first call then does not pay the load. Nothing happens otherwise."""
     semantic = [p.semantic for p in policies.values() if p.strategy == "semantic" and p.semantic is not None]
     new = [s for s in semantic if not embeddings.has_examples_cached(s.examples())]
-    if not new:
-        return
+    if not new or embeddings.load_failed():
+        return  # nothing to embed, or no model to embed it with (said once, not at every refresh)
 
     def load() -> None:
         for policy in new:

