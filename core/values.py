@@ -61,7 +61,7 @@ STRATEGIES = (
     "learned",  # part 2
     "bandit",  # part 2
 )
-PART_TWO_STRATEGIES = ("cascade", "semantic")  # not built yet: priority order
+PART_TWO_STRATEGIES = ("cascade", "semantic")  # handled before the common order (semantic: see SemanticPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +140,47 @@ class CascadePolicy:
     max_cost_usd: Decimal | None = None  # the climb stops before a step that would spend more than this in all
 
 
+# --- semantic routing (issue 12): a prompt goes to the route of its nearest example ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticRoute:
+    name: str
+    target: str  # one of the alias's deployments, or another alias
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticPolicy:
+    routes: tuple[SemanticRoute, ...]
+    threshold: float = 0.6  # the best route's score (its nearest example's cosine similarity) must reach it
+    default: str = ""  # a deployment or another alias; "": the alias's deployments in their listed order
+
+    def examples(self) -> tuple[str, ...]:
+        """Every route's examples, in route order (what routing/engine/embeddings.py embeds once per policy)."""
+        return tuple(example for route in self.routes for example in route.examples)
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticChoice:
+    """Where routing/engine/semantic.py sent one prompt, and why (the decision record's `semantic`)."""
+
+    route: str  # the route taken; "" when the default was
+    target: str  # what it points at ("" with no default: the alias's own order)
+    score: float | None  # the taken route's score, or the best one's when below the threshold; None: not scored
+    best_route: str = ""  # the best-scoring route, taken or not
+    why: str = ""  # when not scored: no text, the embedder unavailable
+
+    def to_record(self) -> dict:
+        return {
+            "route": self.route,
+            "target": self.target,
+            "score": None if self.score is None else round(self.score, 4),
+            "best_route": self.best_route,
+            "why": self.why,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class RoutingPolicy:
     strategy: str = "priority"
@@ -152,6 +193,7 @@ class RoutingPolicy:
     bandit: BanditPolicy | None = None
     cascade: CascadePolicy | None = None
     learned: LearnedPolicy | None = None
+    semantic: SemanticPolicy | None = None  # `routes:`, `threshold:` and `default:` beside `strategy: semantic`
 
     def weight_of(self, deployment: str) -> float:
         for name, weight in self.weights:
@@ -211,6 +253,7 @@ class Decision:
     checks: list[dict] = field(default_factory=list)  # part 2: cascade checks
     arm: str = ""  # part 2: the experiment arm
     experiment: str = ""  # part 2: the alias's experiment's name when it has one (arm "" = the call got no arm)
+    semantic: SemanticChoice | None = None  # part 2: the semantic route taken, and its score
 
     def route_header(self) -> str:
         """`x-tollway-route`: "cheapest; 2 skipped: breaker-open, context"."""
@@ -248,6 +291,7 @@ class Decision:
             "checks": list(self.checks),
             "arm": self.arm,
             "experiment": self.experiment,
+            "semantic": None if self.semantic is None else self.semantic.to_record(),
         }
 
 

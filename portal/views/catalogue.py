@@ -136,6 +136,7 @@ _STRATEGY_LABELS = {
     "round-robin": "round-robin: each deployment in turn",
     "least-busy": "least-busy: the fewest calls in flight",
     "cascade": "cascade: the cheapest step first, climbing when its answer fails a check",
+    "semantic": "semantic: by the meaning of the prompt, to the route of its nearest example",
     "bandit": "bandit: learns from feedback which deployment earns the most (Thompson sampling)",
 }
 _RETRY_FIELDS = {  # key in routing.retry -> (label, whole number, default)
@@ -206,8 +207,48 @@ def _parse_cascade_text(text: str):
     return value
 
 
+# --- the semantic strategy's `routes:` list, edited as YAML (issue 12) ------------------------------------------
+_ROUTES_MAX_CHARS = 120_000  # the policy's own bound on its examples (routing/engine/policy.py) is 100,000
+
+
+def _routes_text(stored: dict) -> str:
+    return dump_catalogue_yaml(stored["routes"]) if "routes" in stored else ""
+
+
+def _parse_routes_text(text: str):
+    if not text.strip():
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise forms.ValidationError(f"Not valid YAML: {str(exc)[:200]}") from None
+    if not isinstance(value, list):
+        raise forms.ValidationError("Must be a list of routes, each with name, target and examples.")
+    return value
+
+
 class AliasRoutingForm(CatalogueEntryForm):
     strategy = forms.ChoiceField(label="Strategy")
+    routes = forms.CharField(
+        required=False,
+        max_length=_ROUTES_MAX_CHARS,
+        label="Routes",
+        help_text="For the semantic strategy, in YAML: a list of routes, each with a name, a target (one of this "
+        "alias's deployments or another alias) and example prompts.",
+        widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false"}),
+    )
+    threshold = forms.FloatField(
+        required=False,
+        label="Similarity threshold",
+        help_text="0 to 1: a prompt less similar than this to every example goes to the default.",
+        widget=forms.NumberInput(attrs={"placeholder": "0.6", "step": "any"}),
+    )
+    semantic_default = forms.CharField(
+        required=False,
+        max_length=_NAMES_MAX_CHARS,
+        label="Default",
+        help_text="A deployment or another alias for prompts below the threshold; empty: the deployments in order.",
+    )
     cascade = forms.CharField(
         required=False,
         max_length=_CASCADE_MAX_CHARS,
@@ -240,10 +281,15 @@ class AliasRoutingForm(CatalogueEntryForm):
             **{f"weight_{name}": value for name, value in stored.get("weights", {}).items()},
         }
         initial["cascade"] = _cascade_text(stored)
+        initial["routes"] = _routes_text(stored)
+        initial["threshold"] = stored.get("threshold")
+        initial["semantic_default"] = stored.get("default", "")
         super().__init__(*args, initial=initial, **kwargs)
         self.deployments = deployments
         # Part two's strategies are set in the catalogue file; one already set stays choosable here.
-        offered = [s for s in STRATEGIES if s not in PART_TWO_STRATEGIES or s in ("cascade", initial["strategy"])]
+        offered = [
+            s for s in STRATEGIES if s not in PART_TWO_STRATEGIES or s in ("cascade", "semantic", initial["strategy"])
+        ]
         self.fields["strategy"].choices = [(s, _STRATEGY_LABELS.get(s, s)) for s in offered]
         for name in deployments:
             self.fields[f"weight_{name}"] = _number_field(name, is_whole=False, default="none")
@@ -280,7 +326,18 @@ class AliasRoutingForm(CatalogueEntryForm):
                 mapping[section] = values
         if data.get("cascade"):
             mapping["cascade"] = data["cascade"]
+        # Whatever the strategy, filled-in routes are sent: the importer refuses them beside another strategy
+        # (saying so beside the field) rather than this form dropping them.
+        if data.get("routes"):
+            mapping["routes"] = data["routes"]
+        if data.get("threshold") is not None:
+            mapping["threshold"] = data["threshold"]
+        if data.get("semantic_default", "").strip():
+            mapping["default"] = data["semantic_default"].strip()
         return {**mapping, **self.kept}
+
+    def clean_routes(self):
+        return _parse_routes_text(self.cleaned_data["routes"])
 
     def clean_cascade(self):
         return _parse_cascade_text(self.cleaned_data["cascade"])
@@ -292,6 +349,10 @@ class AliasRoutingForm(CatalogueEntryForm):
         key = re.sub(r"\[\d+\]$", "", parts[1])
         if key == "cascade":
             return "cascade"
+        if key in ("routes", "threshold"):
+            return key
+        if key == "default":
+            return "semantic_default"
         if key in ("strategy", "min_quality", "fallbacks"):
             return key
         if len(parts) > 2 and key in ("weights", "retry", "breaker"):

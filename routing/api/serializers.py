@@ -12,13 +12,13 @@ from portal.api.inputs import BoundedModelSerializer, DecimalString
 from routing.catalogue.fields import LOWER_SLUG, LOWER_SLUG_MESSAGE
 from routing.catalogue.policies import routing_mapping
 from routing.catalogue.schema import CAPABILITIES, MAX_TAGS, SLUG_MAX_LENGTH
-from routing.engine.policy import MAX_FALLBACKS
+from routing.engine.policy import MAX_EXAMPLE_CHARS, MAX_EXAMPLES_PER_ROUTE, MAX_FALLBACKS, MAX_ROUTES
 from routing.models import Deployment, ModelAlias, Provider
 from routing.providers.registry import KINDS
 
 MAX_TIMEOUT_S = 3600.0
 # An alias's `routing:` as JSON; weights for 50 deployments with long names fit several times over.
-ROUTING_MAX_CHARS = 20_000
+ROUTING_MAX_CHARS = 120_000  # a semantic alias's examples may come to 100,000 (routing/engine/policy.py)
 SLUG_PATTERN = f"^{LOWER_SLUG.pattern}$"
 _SLUG_MESSAGES = {"invalid": LOWER_SLUG_MESSAGE}
 
@@ -192,6 +192,28 @@ def _numbers(*names: str) -> dict:
                 },
                 "additionalProperties": False,
             },
+            "routes": {
+                "type": "array",
+                "description": "The semantic strategy's routes: a prompt goes to the route of its nearest example.",
+                "maxItems": MAX_ROUTES,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                        "target": {"type": "string", "description": "one of the alias's deployments, or an alias"},
+                        "examples": {
+                            "type": "array",
+                            "items": {"type": "string", "minLength": 1, "maxLength": MAX_EXAMPLE_CHARS},
+                            "minItems": 1,
+                            "maxItems": MAX_EXAMPLES_PER_ROUTE,
+                        },
+                    },
+                    "required": ["name", "target", "examples"],
+                    "additionalProperties": False,
+                },
+            },
+            "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            "default": {"type": "string", "description": "semantic: a deployment or an alias below the threshold"},
             "bandit": {
                 "type": "object",
                 "properties": {

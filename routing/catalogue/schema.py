@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from routing.catalogue.fields import Entry, Reference
-from routing.engine.policy import parse_policy, policy_to_dict
+from routing.engine.policy import parse_policy, policy_to_dict, semantic_targets
 from routing.models import Deployment, ModelAlias, Provider
 from routing.providers.registry import KINDS
 from routing.ssrf import UnsafeUpstream, check_base_url
@@ -307,7 +307,22 @@ def _checked_routing(entry: Entry, *, alias: str | None, deployments: tuple[str,
             entry.fail(f"routing.fallbacks[{index}]", "an alias cannot fall back to itself")
         else:
             entry.refers_to(f"routing.fallbacks[{index}]", section="aliases", name=fallback)
+    if not problems:
+        _check_semantic_targets(entry, policy, alias=alias, deployments=deployments)
     return policy_to_dict(policy) or {}
+
+
+def _check_semantic_targets(entry: Entry, policy, *, alias: str | None, deployments: tuple[str, ...]) -> None:
+    """A semantic route (or the default) names one of the alias's deployments, or else another alias."""
+    for where, name in semantic_targets(policy):
+        if name in deployments:
+            continue
+        if name == alias:
+            entry.fail(f"routing.{where}", "an alias cannot route to itself: name one of its deployments")
+        elif len(name) > _max_length(ModelAlias, "name"):
+            entry.fail(f"routing.{where}", f"must be at most {_max_length(ModelAlias, 'name')} characters")
+        else:
+            entry.refers_to(f"routing.{where}", section="aliases", name=name)
 
 
 def _check_verifier_urls(entry: Entry, policy) -> None:

@@ -23,6 +23,7 @@ from config.db_thread import run_in_db
 from core.values import Snapshot
 from routing.control_plane import feed, loader, snapshot
 from routing.control_plane.keys import KeyCache
+from routing.engine import semantic
 from routing.observability.readiness import CheckResult
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ class ControlPlane:
             _keys.finish_change(reloaded)
         _keys.forget_unknown()
         snapshot.install(built)
+        semantic.warm(built.policies)  # only a snapshot with a semantic alias loads the embedding model
         self.version = version
         self.rebuilds += 1
 
@@ -209,7 +211,9 @@ class ControlPlane:
             stale = _keys.key_ids(teams=delta.team_ids, keys=delta.key_ids, every=delta.every_cached_key)
             if stale:
                 reloaded = await run_in_db(loader.principals_by_id, stale, lane=LANE)
-            snapshot.install(_merged(current, delta, page.latest))
+            merged = _merged(current, delta, page.latest)
+            snapshot.install(merged)
+            semantic.warm(merged.policies)
             self.version = page.latest
         finally:
             _keys.finish_change(reloaded)

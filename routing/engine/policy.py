@@ -13,6 +13,9 @@ their path. Pure: the catalogue importer calls it and resolves the fallback alia
       bandit: {weights: {quality: 1.0, cost: 0.3, latency: 0.0}, exploration: 0.1, frozen: false}
       cascade: {steps: [cheap-llama, premium-gpt4], checks: [{type: json}], max_cost_usd: "0.05"}   # part 2
       learned: {trade_off: 0.2}   # part 2: with strategy learned (its model: manage.py train_router)
+      routes: [{name: code, target: code-model, examples: ["Write a Python function that..."]}]  # semantic
+      threshold: 0.6
+      default: premium-gpt4
 """
 
 from collections.abc import Mapping
@@ -32,6 +35,8 @@ from core.values import (
     LearnedPolicy,
     RetryPolicy,
     RoutingPolicy,
+    SemanticPolicy,
+    SemanticRoute,
 )
 
 POLICY_KEYS = (
@@ -45,6 +50,9 @@ POLICY_KEYS = (
     "bandit",
     "cascade",
     "learned",
+    "routes",
+    "threshold",
+    "default",
 )
 MAX_ATTEMPTS = 20  # whatever the YAML says: a call never costs more upstream attempts than this
 MAX_DEADLINE_MS = 600_000
@@ -205,6 +213,7 @@ def parse_policy(raw: object, *, path: str, deployments: tuple[str, ...]) -> tup
         bandit = BanditPolicy(**values)
 
     cascade = _parse_cascade(check, raw, strategy=strategy, deployments=deployments)
+    semantic = _parse_semantic(check, raw, strategy=strategy)
 
     learned = None
     if "learned" in raw:
@@ -230,6 +239,7 @@ def parse_policy(raw: object, *, path: str, deployments: tuple[str, ...]) -> tup
         bandit=bandit,
         cascade=cascade,
         learned=learned,
+        semantic=semantic,
     )
     return policy, check.errors
 
@@ -266,6 +276,8 @@ def policy_to_dict(policy: RoutingPolicy) -> dict | None:
         out["cascade"] = _cascade_to_dict(policy.cascade)
     if policy.learned is not None:
         out["learned"] = {"trade_off": _plain(policy.learned.trade_off)} if policy.learned.trade_off else {}
+    if policy.semantic is not None:
+        out.update(_semantic_to_dict(policy.semantic))
     return out
 
 
@@ -434,4 +446,111 @@ def _cascade_to_dict(cascade: CascadePolicy) -> dict:
     out: dict = {"steps": list(cascade.steps), "checks": checks}
     if cascade.max_cost_usd is not None:
         out["max_cost_usd"] = format(cascade.max_cost_usd, "f")
+    return out
+
+
+# --- semantic routing (issue 12) ----------------------------------------------------------------------------
+
+SEMANTIC_KEYS = ("routes", "threshold", "default")
+ROUTE_KEYS = ("name", "target", "examples")
+MAX_ROUTES = 20
+MAX_EXAMPLES_PER_ROUTE = 50
+MAX_EXAMPLE_CHARS = 1000  # the embedder reads 128 tokens of each (routing/engine/embeddings.py): ~500 characters
+MAX_EXAMPLES_CHARS = 100_000  # all routes' examples together: what one policy costs to embed and to store
+MAX_NAME_CHARS = 100
+MAX_TARGET_CHARS = 150  # a deployment's or an alias's name
+
+
+def semantic_targets(policy: RoutingPolicy) -> list[tuple[str, str]]:
+    """(path, name) of every semantic target and the default, as written: the importer checks that those which
+    are not the alias's deployments name other aliases."""
+    if policy.semantic is None:
+        return []
+    named = [(f"routes[{i}].target", route.target) for i, route in enumerate(policy.semantic.routes)]
+    if policy.semantic.default:
+        named.append(("default", policy.semantic.default))
+    return named
+
+
+def _parse_semantic(check: _Checker, raw: Mapping, *, strategy: str) -> SemanticPolicy | None:
+    present = [key for key in SEMANTIC_KEYS if key in raw]
+    if not present:
+        if strategy == "semantic":
+            check.fail("routes", "the semantic strategy needs routes: [{name, target, examples: [...]}]")
+        return None
+    if strategy != "semantic":
+        check.fail(present[0], "is for the semantic strategy only")
+        return None
+    listed = raw.get("routes")
+    routes: list[SemanticRoute] = []
+    if not isinstance(listed, list) or not listed:
+        check.fail("routes", "must be a list of routes such as {name: code, target: code-model, examples: [...]}")
+    elif len(listed) > MAX_ROUTES:
+        check.fail("routes", f"must list at most {MAX_ROUTES} routes, not {len(listed)}")
+    else:
+        names: set[str] = set()
+        for index, item in enumerate(listed):
+            route = _parse_route(check, f"routes[{index}]", item)
+            if route is None:
+                continue
+            if route.name in names:
+                check.fail(f"routes[{index}].name", f"{route.name!r} is the name of an earlier route")
+            names.add(route.name)
+            routes.append(route)
+        total = sum(len(example) for route in routes for example in route.examples)
+        if total > MAX_EXAMPLES_CHARS:
+            check.fail("routes", f"the examples must come to at most {MAX_EXAMPLES_CHARS} characters, not {total}")
+    threshold = SemanticPolicy.__dataclass_fields__["threshold"].default
+    if "threshold" in raw:
+        number = check.number("threshold", raw["threshold"], 0, 1, integer=False)
+        threshold = threshold if number is None else float(number)
+    default = ""
+    if "default" in raw:
+        default = _target_name(check, "default", raw["default"])
+    return SemanticPolicy(routes=tuple(routes), threshold=threshold, default=default)
+
+
+def _parse_route(check: _Checker, where: str, item: object) -> SemanticRoute | None:
+    item = check.mapping(where, item)
+    if item is None:
+        return None
+    for key in item:
+        if key not in ROUTE_KEYS:
+            check.fail(f"{where}.{key}", f"unknown key; expected one of {', '.join(ROUTE_KEYS)}")
+    name = item.get("name")
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME_CHARS:
+        check.fail(f"{where}.name", f"must be a name of 1 to {MAX_NAME_CHARS} characters")
+        name = ""
+    target = _target_name(check, f"{where}.target", item.get("target"))
+    examples = item.get("examples")
+    if not isinstance(examples, list) or not 1 <= len(examples) <= MAX_EXAMPLES_PER_ROUTE:
+        check.fail(f"{where}.examples", f"must be a list of 1 to {MAX_EXAMPLES_PER_ROUTE} example prompts")
+        examples = []
+    kept: list[str] = []
+    for index, example in enumerate(examples):
+        if not isinstance(example, str) or not 1 <= len(example.strip()) <= MAX_EXAMPLE_CHARS:
+            check.fail(f"{where}.examples[{index}]", f"must be a prompt of 1 to {MAX_EXAMPLE_CHARS} characters")
+        else:
+            kept.append(example.strip())
+    return SemanticRoute(name=str(name).strip(), target=target, examples=tuple(dict.fromkeys(kept)))
+
+
+def _target_name(check: _Checker, where: str, value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_TARGET_CHARS or value != value.strip():
+        check.fail(
+            where, f"must name one of this alias's deployments or another alias (1 to {MAX_TARGET_CHARS} characters)"
+        )
+        return ""
+    return value
+
+
+def _semantic_to_dict(semantic: SemanticPolicy) -> dict:
+    out: dict = {
+        "routes": [
+            {"name": route.name, "target": route.target, "examples": list(route.examples)} for route in semantic.routes
+        ],
+        "threshold": _plain(semantic.threshold),
+    }
+    if semantic.default:
+        out["default"] = semantic.default
     return out

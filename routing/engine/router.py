@@ -23,8 +23,8 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from core.errors import UpstreamError
-from core.values import DEFAULT_POLICY, Attempt, Decision, RoutingPolicy, Skip, Target
-from routing.engine import cascade, constraints, experiments, retry, strategies
+from core.values import DEFAULT_POLICY, Attempt, Decision, RoutingPolicy, SemanticChoice, Skip, Target
+from routing.engine import cascade, constraints, experiments, retry, semantic, strategies
 from routing.engine.bandit import BanditBoard
 from routing.engine.breaker import BreakerBoard
 from routing.engine.constraints import Needs
@@ -110,9 +110,11 @@ class Engine:
         aliases: Mapping[str, tuple[Target, ...]],
         policies: Mapping[str, RoutingPolicy],
         needs: Needs,
+        semantic_choice: SemanticChoice | None = None,
     ) -> Plan:
         """Candidates for the alias and its fallbacks, each alias ordered by its own strategy. Pure but for the
-        strategies' turn counters and random draws: explain calls it too."""
+        strategies' turn counters and random draws: explain calls it too. A semantic alias's choice is given by
+        the gateway, which embedded the prompt off the event loop; without it, it is made here (explain, bench)."""
         policy = policies.get(alias, DEFAULT_POLICY)
         decision = Decision(alias=alias, strategy=policy.strategy)
         routes = []
@@ -139,11 +141,20 @@ class Engine:
                 else s
                 for s in skipped
             )
-            if not usable:
+            if index == 0 and route_policy.strategy == "semantic" and route_policy.semantic is not None:
+                choice = semantic_choice or semantic.choose(route_policy.semantic, route_needs.routing_text)
+                decision.semantic = choice
+                ordered, reason, estimates = self._semantic_order(
+                    choice, targets, usable, aliases=aliases, policies=policies, needs=needs, decision=decision
+                )
+                if not ordered:
+                    continue
+            elif not usable:
                 continue
-            ordered, reason, estimates = strategies.order(
-                usable, alias=name, policy=route_policy, needs=route_needs, rng=self.rng, state=self.state
-            )
+            else:
+                ordered, reason, estimates = strategies.order(
+                    usable, alias=name, policy=route_policy, needs=route_needs, rng=self.rng, state=self.state
+                )
             if index == 0 and route_policy.experiment is not None:
                 ordered, reason = self._experiment(ordered, reason, route_policy, route_needs, decision)
             if index == 0:
@@ -152,6 +163,40 @@ class Engine:
             decision.candidates.extend(t.deployment for t in ordered)
             routes.append(Route(alias=name, policy=route_policy, targets=list(ordered)))
         return Plan(decision=decision, routes=routes, deadline_ms=policy.retry.deadline_ms, needs=needs)
+
+    def _eligible(self, alias_policy: RoutingPolicy, targets, needs: Needs):
+        floors = [f for f in (needs.min_quality, alias_policy.min_quality) if f is not None]
+        return constraints.eligible(
+            targets,
+            replace(needs, min_quality=max(floors)) if floors else needs,
+            is_open=lambda deployment: self.breakers.is_open(deployment, alias_policy.breaker),
+            over_quota=self.over_quota,
+        )
+
+    def _semantic_order(self, choice: SemanticChoice, targets, usable, *, aliases, policies, needs, decision):
+        """The semantic choice's target first (routing/engine/semantic.py says the rule), then the alias's own
+        eligible deployments in their listed order."""
+        reason = semantic.reason(choice)
+        head: list[Target] = []
+        estimates: dict[str, str] = {}
+        own = {t.deployment for t in targets}
+        if choice.target in own:
+            head = [t for t in usable if t.deployment == choice.target]
+            if not head:
+                reason = f"{reason}; {choice.target} skipped"
+        elif choice.target:
+            other_policy = policies.get(choice.target, DEFAULT_POLICY)
+            other_usable, skipped = self._eligible(other_policy, aliases.get(choice.target, ()), needs)
+            decision.skipped.extend(skipped)
+            if other_policy.strategy in ("semantic", "cascade"):
+                head = other_usable  # no nesting: listed order
+            elif other_usable:
+                head, _, estimates = strategies.order(
+                    other_usable, alias=choice.target, policy=other_policy, needs=needs, rng=self.rng, state=self.state
+                )
+            reason = f"{reason}; via alias {choice.target}" if head else f"{reason}; alias {choice.target}: none usable"
+        taken = {t.deployment for t in head}
+        return [*head, *(t for t in usable if t.deployment not in taken)], reason, estimates
 
     def _experiment(self, ordered, reason: str, policy: RoutingPolicy, needs: Needs, decision: Decision):
         """The experiment's arm goes first (routing/engine/experiments.py): a layer above the strategy."""

@@ -55,6 +55,7 @@ def order(
     if strategy == "learned":
         return _learned(targets, policy.learned or LearnedPolicy(), needs)
     if strategy in PART_TWO_STRATEGIES:
+        # semantic is ordered by router.Engine.decide, which has the other aliases a route may point at.
         return targets, "part 2: priority order", {}
     by_strategy: dict[str, Callable[[], Ordered]] = {
         "priority": lambda: (targets, "", {}),

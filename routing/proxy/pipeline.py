@@ -36,6 +36,7 @@ from core.errors import (
 )
 from core.values import DEFAULT_POLICY, Principal, Target, TokenUsage
 from routing.control_plane import snapshot
+from routing.engine import semantic
 from routing.engine.cascade import CascadeHooks
 from routing.engine.checks import CheckContext, answer_of_chunks, answer_of_completion
 from routing.engine.constraints import Needs, needs_for
@@ -216,8 +217,13 @@ class Call:
         usage.subscription_id = self.principal.subscription_for(usage.alias)
         usage.alias, targets = await admission.admit(self.principal, usage.alias, targets, body, usage)
         current = snapshot.current()
+        needs = await self._needs(body)
         self.plan = engine().decide(
-            usage.alias, aliases=current.aliases, policies=current.policies, needs=await self._needs(body)
+            usage.alias,
+            aliases=current.aliases,
+            policies=current.policies,
+            needs=needs,
+            semantic_choice=await _semantic_choice(current.policies.get(usage.alias, DEFAULT_POLICY), needs),
         )
         started = time.perf_counter()
         tried: list[Target] = []
@@ -261,6 +267,13 @@ class Call:
 
     def _account(self, tokens: TokenUsage) -> None:
         self.usage.record_tokens(tokens, self.target, baseline=snapshot.current().baselines.get(self.usage.alias))
+
+
+async def _semantic_choice(policy, needs: Needs):
+    """A semantic alias's route for this prompt, embedded in the embedding thread (not on the event loop)."""
+    if policy.strategy != "semantic" or policy.semantic is None:
+        return None
+    return await semantic.choose_off_loop(policy.semantic, needs.routing_text)
 
 
 def _counts_prompt(alias: str) -> bool:

@@ -144,7 +144,7 @@ NOT_A_MAPPING = 'Must be a mapping such as {"strategy": "cheapest"}, or null to 
         ({"breaker": "tight"}, "routing.breaker: must be a mapping"),
         ("cheapest", NOT_A_MAPPING),
         (["cheapest"], NOT_A_MAPPING),
-        ({"weights": {"x" * 30_000: 1}}, "Must be at most 20000 characters as JSON."),
+        ({"weights": {"x" * 130_000: 1}}, "Must be at most 120000 characters as JSON."),
     ],
 )
 def test_a_bad_routing_answers_400_naming_its_path_and_changes_nothing(admin, routing, message):
