@@ -10,6 +10,7 @@ from routing.models import StoredResponse
 from tests.factories import DeploymentFactory, ProviderFactory, TeamFactory, make_alias
 from tests.gateway import start_gateway, wait_for_usage
 from tests.proxy.test_streaming_passthrough import GatedUpstream
+from tests.upstreams import openai_server
 from tests.upstreams.server import LoopbackServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -123,3 +124,35 @@ def test_the_sdk_raises_its_own_errors(gated):
         openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-tw-nope", max_retries=0).responses.retrieve("resp_1")
     unknown_route = httpx.get(f"{gateway.url}/v1/responses/resp_1/cancel", headers={"authorization": f"Bearer {key}"})
     assert unknown_route.status_code == 404 and unknown_route.json()["error"]["code"] == "unknown_url"
+
+
+def test_fail_over_and_upstream_errors_keep_their_statuses_and_records(catalogue, api_key):
+    with start_gateway() as gateway:
+        sdk = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=api_key, max_retries=0)
+        answered = sdk.responses.create(model="failover", input="Hi")
+        with sdk.responses.stream(model="failover", input="Hi") as stream:
+            streamed = stream.get_final_response()
+        with pytest.raises(openai.APIStatusError) as failed:
+            sdk.responses.create(model="always-500", input="Hi")
+        with pytest.raises(openai.BadRequestError) as rejected:
+            sdk.responses.create(model="bad-request", input="Hi")
+        with pytest.raises(openai.RateLimitError):
+            sdk.responses.create(model="rate-limited", input="Hi")
+
+    assert answered.output_text == openai_server.REPLY and streamed.status == "completed"
+    assert failed.value.status_code == 502 and failed.value.code == "all_deployments_failed"
+    assert rejected.value.body["param"] == "temperature"
+    records = wait_for_usage(5)
+    assert [(r.status, r.attempts, r.deployment, r.stream) for r in records] == [
+        (200, 2, "main-gpt-4o-mini", False),
+        (200, 2, "main-gpt-4o-mini", True),
+        (502, 1, "broken-500", False),
+        (400, 1, "bad-request", False),
+        (429, 1, "rate-limit", False),
+    ]
+    assert all(r.endpoint == "responses" for r in records)
+    assert (records[0].prompt_tokens, records[0].completion_tokens) == (
+        answered.usage.input_tokens,
+        answered.usage.output_tokens,
+    )
+    assert records[0].cost_usd > 0 and all(r.cost_usd == 0 for r in records[2:])
