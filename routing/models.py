@@ -138,3 +138,6 @@ class StoredResponse(models.Model):
     # The conversation as chat messages, this response's output included and instructions excluded: what a
     # request with previous_response_id starts from.
     messages = models.JSONField()
+
+    def __str__(self) -> str:
+        return self.id

@@ -1,10 +1,10 @@
 """`/v1/responses` between the views and the pipeline: one turn of a (maybe continued) conversation.
 
-    prepare()      the previous response's conversation (previous_response_id), this turn's input items,
-                   the chat request the pipeline routes
-    Turn.keep()    the answer stored for the team (store, true by default), before the client sees it: a
-                   previous_response_id sent right after the answer always finds it, in any gateway process
-    KeepingRelay   the same for a stream, before its response.completed event goes out
+prepare()      the previous response's conversation (previous_response_id), this turn's input items,
+               the chat request the pipeline routes
+Turn.keep()    the answer stored for the team (store, true by default), before the client sees it: a
+               previous_response_id sent right after the answer always finds it, in any gateway process
+KeepingRelay   the same for a stream, before its response.completed event goes out
 """
 
 from dataclasses import dataclass, field

@@ -301,7 +301,7 @@ def _tool_choice(choice: Any) -> Any:
     if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     raise InvalidResponsesRequest(
-        "'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}.", "tool_choice"
+        '\'tool_choice\' must be auto, none, required or {"type": "function", "name": ...}.', "tool_choice"
     )
 
 

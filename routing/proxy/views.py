@@ -18,8 +18,8 @@ from core.errors import GatewayError, InvalidApiKey, InvalidRequest, MethodNotAl
 from routing.control_plane import snapshot
 from routing.proxy import anthropic_messages, auth, feedback, pipeline, responses, responses_api, sse, validation
 from routing.proxy.anthropic_stream import AnthropicStreamEncoder
-from routing.proxy.responses_stream import ResponsesStreamEncoder
 from routing.proxy.auth import ApiKeyAuthentication
+from routing.proxy.responses_stream import ResponsesStreamEncoder
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
