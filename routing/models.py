@@ -54,6 +54,9 @@ class Deployment(DataPlaneModel):
     tags = models.JSONField(default=list, blank=True)  # slugs, e.g. ["zero-retention"]
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    # The upstream serves the OpenAI Responses API itself (POST {base_url}/responses): /v1/responses calls routed
+    # here pass through natively instead of being translated to chat completions. OpenAI-kind providers only.
+    speaks_responses = models.BooleanField(default=False)
     is_enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 

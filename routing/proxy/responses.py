@@ -15,6 +15,7 @@ from django.db import DatabaseError
 from core.bounds import clip
 from core.errors import InvalidRequest, ResponseNotFound, ResponsesUnavailable
 from core.values import Principal
+from routing.providers import openai_responses
 from routing.proxy import responses_api, responses_store
 from routing.proxy.pipeline import Call, StreamRelay
 from routing.proxy.responses_stream import ResponsesStreamEncoder
@@ -31,6 +32,15 @@ class Turn:
     store: bool
     input_items: list[dict[str, Any]] = field(default_factory=list)  # the conversation's, this turn's last
     conversation: list[dict[str, Any]] = field(default_factory=list)  # chat messages so far, no instructions
+    native_body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def native(self) -> "NativeResponses":
+        return NativeResponses(self.native_body)
+
+    def native_answer(self, upstream: dict[str, Any], *, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """A natively answered Response, under this gateway's id and the client's own settings."""
+        return {**upstream, **ours(body, response_id=self.response_id, model=model, store=self.store)}
 
     async def keep(self, answer: dict[str, Any]) -> None:
         if not self.store or answer.get("status") not in ("completed", "incomplete"):
@@ -71,7 +81,42 @@ async def prepare(call: Call, body: dict[str, Any]) -> Turn:
         store=store,
         input_items=earlier_items + items,
         conversation=conversation,
+        native_body=_native_body(body, earlier_items + items),
     )
+
+
+def ours(body: dict[str, Any], *, response_id: str, model: str, store: bool) -> dict[str, Any]:
+    """What a natively answered Response says as this gateway's own: its id, model, chain and store."""
+    return {
+        "id": response_id,
+        "model": model,
+        "previous_response_id": body.get("previous_response_id"),
+        "store": store,
+    }
+
+
+def _native_body(body: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    native = {k: v for k, v in body.items() if k not in ("previous_response_id", "store", "stream")}
+    # The ids are this gateway's, unknown upstream; call_id pairs calls with their outputs.
+    native["input"] = [{k: v for k, v in item.items() if k != "id"} for item in items]
+    native["store"] = False
+    return native
+
+
+@dataclass(frozen=True)
+class NativeResponses:
+    """pipeline.NativeRoute for deployments that speak the Responses API."""
+
+    body: dict[str, Any]
+
+    def serves(self, target) -> bool:
+        return openai_responses.serves(target)
+
+    async def complete(self, client, target):
+        return await openai_responses.create(client, target, self.body)
+
+    async def open_stream(self, client, target):
+        return await openai_responses.open_stream(client, target, self.body)
 
 
 class KeepingRelay:

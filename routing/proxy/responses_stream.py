@@ -18,6 +18,7 @@ import orjson
 
 from core.values import TokenUsage
 from routing.providers.openai_compatible import usage_from_openai
+from routing.providers.openai_responses import TERMINAL_EVENTS
 from routing.proxy import responses_api
 
 
@@ -35,6 +36,9 @@ class ResponsesStreamEncoder:
         self.is_started = False
         self.is_finished = False
         self._sequence = 0
+        # A deployment that speaks the Responses API sends these events itself: relayed, renumbered, our id on them.
+        self.is_native = False
+        self.store = body.get("store") is not False
         self._message: dict[str, Any] | None = None  # the open message item
         self._text: list[str] = []
         self._calls: dict[int, dict[str, Any]] = {}  # chat tool call index -> its open function_call item
@@ -45,6 +49,8 @@ class ResponsesStreamEncoder:
     def feed(self, chunk: dict[str, Any]) -> list[bytes]:
         if self.is_finished:
             return []
+        if self.is_native:
+            return self._relay(chunk)
         events = self._start()
         if chunk.get("usage"):
             self.usage = usage_from_openai(chunk["usage"])
@@ -65,6 +71,8 @@ class ResponsesStreamEncoder:
         """Close every open item and the response. `usage` wins over the chunks' (the relay may have counted)."""
         if self.is_finished:
             return []
+        if self.is_native:  # the upstream ended before its response.completed
+            return [self.error("The upstream ended its stream before the response was complete.")]
         events = self._start() + self._close_message() + self._close_calls()
         self.usage = usage or self.usage
         response = self._response("completed")
@@ -83,6 +91,25 @@ class ResponsesStreamEncoder:
         return self.terminal_event
 
     # --- inside ---
+
+    def _relay(self, event: dict[str, Any]) -> list[bytes]:
+        kind = str(event.get("type") or "")
+        event.pop("model", None)  # the relay names the model on every chunk; Responses events have none
+        event.pop("sequence_number", None)
+        if isinstance(event.get("response"), dict):
+            event["response"] = {**event["response"], **self._ours()}
+        encoded = self._event(kind, event)
+        if kind in TERMINAL_EVENTS:
+            self.final_response, self.terminal_event, self.is_finished = event["response"], encoded, True
+        return [encoded]
+
+    def _ours(self) -> dict[str, Any]:
+        return {
+            "id": self.response_id,
+            "model": self.model,
+            "previous_response_id": self.body.get("previous_response_id"),
+            "store": self.store,
+        }
 
     def _response(self, status: str, error: dict[str, Any] | None = None) -> dict[str, Any]:
         return responses_api.response_object(

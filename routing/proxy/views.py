@@ -273,20 +273,26 @@ class ResponsesView(GatewayView):
             body = self.read_body(request, call)
             turn = await responses.prepare(call, body)
             if not call.usage.stream:
-                result = await call.complete_chat(turn.chat_body)
-                answer = responses_api.to_response(
-                    body, result.body, response_id=turn.response_id, model=result.body["model"], usage=result.usage
-                )
+                result = await call.complete_chat(turn.chat_body, native=turn.native)
+                model = result.body["model"]  # the upstream model that answered
+                if turn.native.serves(call.target):
+                    answer = turn.native_answer(result.body, body=body, model=model)
+                else:
+                    answer = responses_api.to_response(
+                        body, result.body, response_id=turn.response_id, model=model, usage=result.usage
+                    )
                 await turn.keep(answer)
                 return HttpResponse(orjson.dumps(answer), content_type=JSON, headers=call.headers())
             encoder = ResponsesStreamEncoder(body=body, response_id=turn.response_id)
             relay = await call.open_chat_stream(
                 turn.chat_body,
+                native=turn.native,
                 encode_chunk=encoder.feed,
                 encode_end=encoder.finish,
                 encode_error=lambda error: encoder.error(error.message),
             )
             encoder.model = call.target.model  # known once a deployment answered
+            encoder.is_native = turn.native.serves(call.target)  # its events are relayed, not made
             return stream_response(responses.KeepingRelay(relay, encoder, turn), call)
 
 
