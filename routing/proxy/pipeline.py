@@ -387,6 +387,9 @@ async def _replay(chunks: list[dict[str, Any]]):
         yield chunk
 
 
+_RESPONSES_DELTAS = frozenset({"response.output_text.delta", "response.function_call_arguments.delta"})
+
+
 class StreamRelay:
     """Relays an open upstream stream to the client, encoding each chunk as it arrives, and closes the usage
     record exactly once: at the end, on an upstream failure, or when the client goes away (the ASGI router
@@ -436,6 +439,8 @@ class StreamRelay:
             await self.close(*outcome)
 
     def _note_text(self, chunk: dict[str, Any]) -> None:
+        if chunk.get("type") in _RESPONSES_DELTAS and isinstance(chunk.get("delta"), str):
+            self._completion_text.append(chunk["delta"])  # a native Responses stream (routing/proxy/responses.py)
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             if delta.get("content"):

@@ -4,8 +4,11 @@ move between native, chat-only and Anthropic deployments."""
 
 import asyncio
 import json
+import threading
 
+import httpx
 import openai
+import orjson
 import pytest
 from agents import Agent, RunConfig, Runner
 from agents.models.openai_responses import OpenAIResponsesModel
@@ -18,7 +21,7 @@ from tests.responses.conftest import REPLIES
 from tests.responses.test_agent_frameworks import get_weather, weather_calls
 from tests.upstreams import responses_server
 from tests.upstreams.responses_server import ResponsesUpstream
-from tests.upstreams.server import LoopbackServer
+from tests.upstreams.server import LoopbackServer, read_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -138,3 +141,50 @@ def test_agents_sdk_and_langchain_on_a_native_deployment(native):
     assert chat.invoke("Hi").text == responses_server.REPLY
     records = wait_for_usage(3)
     assert all(r.endpoint == "responses" and r.status == 200 and not r.estimated for r in records)
+
+
+class GatedResponsesUpstream:
+    """Sends response.created and one text delta, then holds until its client goes away."""
+
+    def __init__(self) -> None:
+        self.saw_disconnect = threading.Event()
+
+    async def __call__(self, scope, receive, send):
+        await read_body(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for data in (
+            {"type": "response.created", "sequence_number": 0, "response": {"id": "resp_up", "status": "in_progress"}},
+            {
+                "type": "response.output_text.delta",
+                "sequence_number": 1,
+                "item_id": "m",
+                "output_index": 0,
+                "content_index": 0,
+                "delta": "first words",
+                "logprobs": [],
+            },
+        ):
+            body = b"event: " + data["type"].encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.saw_disconnect.set()
+
+
+def test_a_client_leaving_a_native_stream_cancels_the_upstream_and_is_recorded_once(both_kinds):
+    _, key, _ = both_kinds
+    upstream = GatedResponsesUpstream()
+    with LoopbackServer(upstream) as server:
+        provider = ProviderFactory(name="gated-native", kind="openai-compatible", base_url=f"{server.url}/v1")
+        make_alias("gated", DeploymentFactory(name="gated", provider=provider, speaks_responses=True))
+        with start_gateway() as gateway, httpx.Client(base_url=gateway.url, timeout=10) as client:
+            body = {"model": "gated", "input": "Hi", "stream": True}
+            headers = {"authorization": f"Bearer {key}"}
+            with client.stream("POST", "/v1/responses", json=body, headers=headers) as response:
+                first = next(line for line in response.iter_lines() if line.startswith("data:") and "delta" in line)
+                assert "first words" in first
+            assert upstream.saw_disconnect.wait(timeout=5)
+
+    [record] = wait_for_usage(1)
+    assert (record.endpoint, record.status, record.error_type) == ("responses", 499, "client_disconnected")
+    assert record.estimated and record.completion_tokens >= 1  # counted from the deltas relayed
