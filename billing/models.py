@@ -24,7 +24,7 @@ class UsageRecord(models.Model):
     tenant_name = models.CharField(max_length=200, blank=True)
     team_name = models.CharField(max_length=200, blank=True)
     key_prefix = models.CharField(max_length=32, blank=True)
-    endpoint = models.CharField(max_length=40)  # chat.completions | embeddings | messages
+    endpoint = models.CharField(max_length=40)  # chat.completions | embeddings | messages | responses | ...
     alias = models.CharField(max_length=150, blank=True)
     deployment = models.CharField(max_length=150, blank=True)
     provider = models.CharField(max_length=100, blank=True)

@@ -43,8 +43,11 @@ ROUTES = {
     "/v1/messages": views.MessagesView.as_view(),
     "/v1/messages/count_tokens": views.CountTokensView.as_view(),
     "/v1/feedback": views.FeedbackView.as_view(),
+    "/v1/responses": views.ResponsesView.as_view(),
 }
 MODEL_DETAIL_PREFIX = "/v1/models/"
+RESPONSE_DETAIL_PREFIX = "/v1/responses/"
+STORED_RESPONSE_VIEW = views.StoredResponseView.as_view()
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -98,12 +101,22 @@ async def _stream(relay, send, receive) -> None:
         await relay.close()
 
 
+def _stored_response_route(rest: str):
+    """/v1/responses/{id} and /v1/responses/{id}/input_items; anything else under it is an unknown route."""
+    response_id, _, part = rest.partition("/")
+    if not response_id or part not in ("", "input_items"):
+        return None, {}
+    return STORED_RESPONSE_VIEW, {"response_id": response_id, "part": part}
+
+
 async def handle_v1(scope, receive, send) -> None:
     request_id = new_request_id()
     path = scope["path"]
     view, kwargs = ROUTES.get(path), {}
     if view is None and path.startswith(MODEL_DETAIL_PREFIX) and len(path) > len(MODEL_DETAIL_PREFIX):
         view, kwargs = ROUTES["/v1/models"], {"model_id": path[len(MODEL_DETAIL_PREFIX) :]}
+    if view is None and path.startswith(RESPONSE_DETAIL_PREFIX):
+        view, kwargs = _stored_response_route(path[len(RESPONSE_DETAIL_PREFIX) :])
     limit = settings.TOLLWAY_MAX_BODY_BYTES
     try:
         body, too_large = await _read_body(receive, limit)

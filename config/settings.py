@@ -138,6 +138,11 @@ if TOLLWAY_USAGE_RETENTION_DAYS < 2 or TOLLWAY_USAGE_PURGE_BATCH < 1 or TOLLWAY_
         "TOLLWAY_USAGE_RETENTION_DAYS must be at least 2, TOLLWAY_USAGE_PURGE_BATCH and TOLLWAY_AGGREGATE_EVERY_S "
         "above 0"
     )
+# Stored /v1/responses answers (store: true) are kept this long for previous_response_id and GET, then purged
+# (routing/proxy/responses_store.py, hourly).
+TOLLWAY_RESPONSES_RETENTION_DAYS = env_float("TOLLWAY_RESPONSES_RETENTION_DAYS", 30.0)
+if TOLLWAY_RESPONSES_RETENTION_DAYS <= 0:
+    raise ImproperlyConfigured("TOLLWAY_RESPONSES_RETENTION_DAYS must be above 0")
 # A gateway process's reservations in Redis are given back this long after it died without settling them
 # (its lease lapses; the reconcile task, every minute, releases them). Live processes renew at a quarter of it.
 TOLLWAY_LEDGER_LEASE_S = env_float("TOLLWAY_LEDGER_LEASE_S", 60.0)
@@ -151,6 +156,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-expired-usage": {"task": "billing.tasks.purge_expired_usage", "schedule": 3600.0},
     "reconcile-budgets": {"task": "billing.tasks.reconcile_budgets", "schedule": 60.0, "options": {"expires": 60}},
     "prune-change-feed": {"task": "routing.tasks.prune_change_feed", "schedule": 3600.0},
+    "purge-expired-responses": {"task": "routing.tasks.purge_expired_responses", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Dashboards: without a broker there is no beat, so each gateway process offers to run CELERY_BEAT_SCHEDULE on a

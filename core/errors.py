@@ -6,6 +6,7 @@
     ├── AliasNotAllowed (403)
     ├── UnknownAlias (404)
     ├── NotFound (404)               no such /v1 route
+    ├── ResponseNotFound (404)       no stored /v1/responses id of this team
     ├── MethodNotAllowed (405)
     ├── BodyTooLarge (413)           also after decompression
     ├── UnsupportedMediaType (415)   a Content-Encoding other than identity, gzip or deflate
@@ -13,6 +14,7 @@
     ├── BudgetExceeded (429 insufficient_quota)
     ├── LimitsUnavailable (503)      limits exist but no store to check them answers: fail closed
     ├── KeysUnavailable (503)        a key not in memory cannot be looked up (database away)
+    ├── ResponsesUnavailable (503)   stored responses cannot be read (database away)
     ├── DeploymentsUnavailable (503) every deployment is held back: breakers open, provider quotas reached
     ├── UpstreamRejected (the provider's own 4xx status and message)
     ├── AllDeploymentsFailed (502)
@@ -169,3 +171,19 @@ class DeploymentsUnavailable(GatewayError):
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.headers["retry-after"] = str(max(1, retry_after_s))
+
+
+class ResponseNotFound(GatewayError):
+    """A stored /v1/responses id this team does not have (never stored, deleted, expired, or another team's)."""
+
+    status, type, code = 404, "invalid_request_error", "response_not_found"
+
+
+class ResponsesUnavailable(GatewayError):
+    """Stored responses live in the database; without it, previous_response_id and GET cannot be answered."""
+
+    status, type, code = 503, "server_error", "responses_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers["retry-after"] = "1"

@@ -36,6 +36,7 @@ class Target:
     tags: frozenset[str] = frozenset()
     rpm_limit: int | None = None  # the provider's quota for this deployment, counted across processes
     tpm_limit: int | None = None
+    speaks_responses: bool = False  # serves POST /responses natively (routing/providers/openai_responses.py)
 
 
 @dataclass(slots=True)

@@ -54,6 +54,9 @@ class Deployment(DataPlaneModel):
     tags = models.JSONField(default=list, blank=True)  # slugs, e.g. ["zero-retention"]
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    # The upstream serves the OpenAI Responses API itself (POST {base_url}/responses): /v1/responses calls routed
+    # here pass through natively instead of being translated to chat completions. OpenAI-kind providers only.
+    speaks_responses = models.BooleanField(default=False)
     is_enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -148,3 +151,22 @@ class LearnedRouter(DataPlaneModel):
 
     def __str__(self) -> str:
         return f"{self.alias} learned v{self.version}"
+
+
+class StoredResponse(models.Model):
+    """A /v1/responses answer kept for its team (`store`, true by default), so that `previous_response_id`
+    continues the conversation from any gateway process and on any deployment, and GET/DELETE
+    /v1/responses/{id} work. Not a DataPlaneModel: never in the snapshot, read from the database on demand,
+    off the event loop (routing/proxy/responses_store.py). Purged after TOLLWAY_RESPONSES_RETENTION_DAYS."""
+
+    id = models.CharField(primary_key=True, max_length=64)  # resp_<32 hex>, as answered
+    team = models.ForeignKey("portal.Team", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    response = models.JSONField()  # the Response object as answered (GET /v1/responses/{id})
+    input_items = models.JSONField()  # every input item of the conversation up to this turn (input_items)
+    # The conversation as chat messages, this response's output included and instructions excluded: what a
+    # request with previous_response_id starts from.
+    messages = models.JSONField()
+
+    def __str__(self) -> str:
+        return self.id

@@ -142,6 +142,7 @@ class DeploymentSerializer(BoundedModelSerializer):
             "tags",
             "rpm_limit",
             "tpm_limit",
+            "speaks_responses",
             "is_enabled",
             "updated_at",
         ]

@@ -30,6 +30,7 @@ The format (every section is optional; a field written as null counts as left ou
         # region: eu                   # default none; where it runs: a lowercase slug of at most 32 characters
         # tags: [zero-retention]       # default none; at most 20 such slugs
         # rpm_limit: 600               # default none; the provider's quota for it per minute; tpm_limit likewise
+        # speaks_responses: false      # default false; true: /v1/responses passes through to its own /responses
         # enabled: true                # default true
     aliases:
       - name: gpt-4o-mini              # required; the `model` clients send

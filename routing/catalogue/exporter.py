@@ -68,6 +68,8 @@ def _deployment_entry(deployment: Deployment) -> dict:
         entry["rpm_limit"] = deployment.rpm_limit
     if deployment.tpm_limit is not None:
         entry["tpm_limit"] = deployment.tpm_limit
+    if deployment.speaks_responses:
+        entry["speaks_responses"] = True
     entry["enabled"] = deployment.is_enabled
     return entry
 

@@ -198,6 +198,7 @@ def _apply_deployments(specs: list[DeploymentSpec], counts: SectionCounts) -> No
                 "tags": list(spec.tags),
                 "rpm_limit": spec.rpm_limit,
                 "tpm_limit": spec.tpm_limit,
+                "speaks_responses": spec.speaks_responses,
                 "is_enabled": spec.is_enabled,
             },
         )

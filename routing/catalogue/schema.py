@@ -47,6 +47,7 @@ DEPLOYMENT_KEYS = (
     "tags",
     "rpm_limit",
     "tpm_limit",
+    "speaks_responses",
     "enabled",
 )
 ALIAS_KEYS = ("name", "description", "deployments", "routing")
@@ -100,6 +101,7 @@ class DeploymentSpec:
     rpm_limit: int | None
     tpm_limit: int | None
     is_enabled: bool
+    speaks_responses: bool = False
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,7 @@ def _check_deployment(entry: Entry) -> DeploymentSpec:
         rpm_limit=entry.count("rpm_limit"),
         tpm_limit=entry.count("tpm_limit"),
         is_enabled=entry.boolean("enabled", default=True),
+        speaks_responses=entry.boolean("speaks_responses", default=False),
     )
 
 

@@ -270,6 +270,7 @@ def catalogue() -> Catalogue:
             tags=frozenset(deployment.tags or ()),
             rpm_limit=deployment.rpm_limit,
             tpm_limit=deployment.tpm_limit,
+            speaks_responses=deployment.speaks_responses,
         )
         aliases.setdefault(route.alias.name, []).append(target)
     # Each alias's chosen baseline deployment, else its most expensive enabled one (by output, then input).

@@ -13,7 +13,7 @@ This module never builds HTTP responses; the errors it raises are rendered by th
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from django.conf import settings
@@ -125,6 +125,16 @@ def _nothing_eligible(decision) -> GatewayError:
     )
 
 
+class NativeRoute(Protocol):
+    """Another API's request, for the deployments that speak it natively (routing/proxy/responses.py)."""
+
+    def serves(self, target: Target) -> bool: ...
+
+    async def complete(self, client, target: Target) -> ChatResult: ...
+
+    async def open_stream(self, client, target: Target) -> ChatStream: ...
+
+
 class Call:
     """One authenticated /v1 request, from its usage event opening to its closing (exactly once).
 
@@ -155,12 +165,16 @@ class Call:
 
     # --- the steps ---------------------------------------------------------------------------------------------
 
-    async def complete_chat(self, body: dict[str, Any]) -> ChatResult:
-        result = await self._route(
-            body,
-            lambda target: adapter_for(target.kind).chat(get_client(), target, body),
-            cascade_hooks=cascade_hooks(self, body, hold=_hold_completion(body)),
-        )
+    async def complete_chat(self, body: dict[str, Any], *, native: "NativeRoute | None" = None) -> ChatResult:
+        """`native`: deployments it serves get its own request instead (/v1/responses passed through as is);
+        the result's body is then in that API's format (the view asks `native.serves(call.target)`)."""
+
+        def attempt(target: Target) -> Awaitable[ChatResult]:
+            if native is not None and native.serves(target):
+                return native.complete(get_client(), target)
+            return adapter_for(target.kind).chat(get_client(), target, body)
+
+        result = await self._route(body, attempt, cascade_hooks=cascade_hooks(self, body, hold=_hold_completion(body)))
         result.body["model"] = self.target.model  # the upstream model that answered, on every endpoint
         if result.usage.is_estimated:
             await token_estimate.ready()
@@ -180,11 +194,18 @@ class Call:
         self.usage.ttfb_ms = self.usage.elapsed_ms()
         return result
 
-    async def open_chat_stream(self, body: dict[str, Any], **encoders) -> "StreamRelay":
+    async def open_chat_stream(
+        self, body: dict[str, Any], *, native: "NativeRoute | None" = None, **encoders
+    ) -> "StreamRelay":
+        def attempt(target: Target) -> Awaitable[ChatStream]:
+            if native is not None and native.serves(target):
+                return native.open_stream(get_client(), target)
+            return adapter_for(target.kind).open_chat_stream(get_client(), target, body)
+
         # Fail-over happens only here, before the first byte: once a stream is open it is never retried.
         stream = await self._route(
             body,
-            lambda target: adapter_for(target.kind).open_chat_stream(get_client(), target, body),
+            attempt,
             # A cascade holds each step's stream but the last until its checks ran: never two answers.
             cascade_hooks=cascade_hooks(self, body, hold=_hold_stream(body)),
         )
@@ -408,6 +429,9 @@ async def _replay(chunks: list[dict[str, Any]]):
         yield chunk
 
 
+_RESPONSES_DELTAS = frozenset({"response.output_text.delta", "response.function_call_arguments.delta"})
+
+
 class StreamRelay:
     """Relays an open upstream stream to the client, encoding each chunk as it arrives, and closes the usage
     record exactly once: at the end, on an upstream failure, or when the client goes away (the ASGI router
@@ -457,6 +481,8 @@ class StreamRelay:
             await self.close(*outcome)
 
     def _note_text(self, chunk: dict[str, Any]) -> None:
+        if chunk.get("type") in _RESPONSES_DELTAS and isinstance(chunk.get("delta"), str):
+            self._completion_text.append(chunk["delta"])  # a native Responses stream (routing/proxy/responses.py)
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             if delta.get("content"):

@@ -16,9 +16,10 @@ from rest_framework.parsers import BaseParser
 from core.bounds import clip
 from core.errors import GatewayError, InvalidApiKey, InvalidRequest, MethodNotAllowed
 from routing.control_plane import snapshot
-from routing.proxy import anthropic_messages, auth, feedback, pipeline, sse, validation
+from routing.proxy import anthropic_messages, auth, feedback, pipeline, responses, responses_api, sse, validation
 from routing.proxy.anthropic_stream import AnthropicStreamEncoder
 from routing.proxy.auth import ApiKeyAuthentication
+from routing.proxy.responses_stream import ResponsesStreamEncoder
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
@@ -259,3 +260,60 @@ class CountTokensView(MessagesView):
             call.check_alias()  # the key's alias scope: 403/404 as for a message
             input_tokens = await anthropic_messages.count_input_tokens(chat_body)
             return HttpResponse(orjson.dumps({"input_tokens": input_tokens}), content_type=JSON)
+
+
+class ResponsesView(GatewayView):
+    """`POST /v1/responses`: the OpenAI Responses API, translated to the chat pipeline (any provider answers),
+    its answer kept for the team unless `store` is false (routing/proxy/responses.py)."""
+
+    endpoint = "responses"
+
+    async def post(self, request):
+        async with self.begin_call(request) as call:
+            body = self.read_body(request, call)
+            turn = await responses.prepare(call, body)
+            if not call.usage.stream:
+                result = await call.complete_chat(turn.chat_body, native=turn.native)
+                model = result.body["model"]  # the upstream model that answered
+                if turn.native.serves(call.target):
+                    answer = turn.native_answer(result.body, body=body, model=model)
+                else:
+                    answer = responses_api.to_response(
+                        body, result.body, response_id=turn.response_id, model=model, usage=result.usage
+                    )
+                await turn.keep(answer)
+                return HttpResponse(orjson.dumps(answer), content_type=JSON, headers=call.headers())
+            encoder = ResponsesStreamEncoder(body=body, response_id=turn.response_id)
+            relay = await call.open_chat_stream(
+                turn.chat_body,
+                native=turn.native,
+                encode_chunk=encoder.feed,
+                encode_end=encoder.finish,
+                encode_error=lambda error: encoder.error(error.message),
+            )
+            encoder.model = call.target.model  # known once a deployment answered
+            encoder.is_native = turn.native.serves(call.target)  # its events are relayed, not made
+            return stream_response(responses.KeepingRelay(relay, encoder, turn), call)
+
+
+class StoredResponseView(GatewayView):
+    """`GET|DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`: the team's own stored
+    responses only. Not billable: one usage record of the request, endpoint "responses", no alias."""
+
+    endpoint = "responses"
+
+    async def get(self, request, response_id: str, part: str = ""):
+        async with self.begin_call(request) as call:
+            call.usage.stream = False
+            stored = await responses.stored_or_404(call.principal, response_id)
+            if part == "input_items":
+                return json_response(responses.input_items_page(stored, request._request.GET))
+            return json_response(stored.response)
+
+    async def delete(self, request, response_id: str, part: str = ""):
+        async with self.begin_call(request) as call:
+            call.usage.stream = False
+            if part:
+                raise MethodNotAllowed(f"DELETE is not allowed on {clip(request.path)}.")
+            await responses.delete_or_404(call.principal, response_id)
+            return json_response({"id": response_id, "object": "response", "deleted": True})

@@ -30,11 +30,13 @@ PROSE = "The quick brown fox jumps over the lazy dog, again and again. "
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 EMBEDDINGS = {"model": "embed", "input": "Hi"}
 MESSAGES = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "Hi"}]}
+RESPONSES = {"model": "gpt-4o-mini", "input": [{"role": "user", "content": "Hi"}]}
 BASE_BODY = {
     "/v1/chat/completions": CHAT,
     "/v1/embeddings": EMBEDDINGS,
     "/v1/messages": MESSAGES,
     "/v1/messages/count_tokens": MESSAGES,
+    "/v1/responses": RESPONSES,
     "/v1/models": {},
     "/v1/models/gpt-4o-mini": {},
 }
