@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from billing.models import Budget
 from portal.models import APIKey, Product, Subscription, Team, Tenant
 from routing.control_plane import feed, loader, refresher
-from routing.models import AliasDeployment, ChangeEvent, Deployment, ModelAlias, Provider
+from routing.models import AliasDeployment, ChangeEvent, Deployment, LearnedRouter, ModelAlias, Provider
 from tests.factories import DeploymentFactory, ModelAliasFactory, ProviderFactory, TeamFactory, make_alias
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,6 +49,9 @@ def test_every_data_plane_model_is_recorded_by_save_create_update_bulk_and_delet
         Deployment: world["deployment"],
         ModelAlias: world["alias"],
         AliasDeployment: AliasDeployment.objects.get(alias=world["alias"]),
+        LearnedRouter: LearnedRouter.objects.create(
+            alias=world["alias"], version=1, weights=b"", examples=1, seed=12, file_sha256="0" * 64, size_bytes=0
+        ),
     }
     # The registry is what the feed watches: a model added to the data plane must be added here too.
     assert set(feed.data_plane_models()) == set(rows)
