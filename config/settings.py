@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount.providers.microsoft",
     "allauth.mfa",
     "portal",
+    "portal.prompts",
     "routing",
     "billing",
 ]

@@ -39,7 +39,7 @@ def channel() -> str:
     return f"tollway:changes:{deployment_id()}"
 
 
-TENANT, TEAM, KEY, SUBSCRIPTION, PRODUCT, BUDGET, CATALOGUE = (
+TENANT, TEAM, KEY, SUBSCRIPTION, PRODUCT, BUDGET, CATALOGUE, PROMPT = (
     "tenant",
     "team",
     "key",
@@ -47,8 +47,9 @@ TENANT, TEAM, KEY, SUBSCRIPTION, PRODUCT, BUDGET, CATALOGUE = (
     "product",
     "budget",
     "catalogue",
+    "prompt",  # a prompt template, its versions or its publications: object id is the template's
 )
-KINDS = (TENANT, TEAM, KEY, SUBSCRIPTION, PRODUCT, BUDGET, CATALOGUE)
+KINDS = (TENANT, TEAM, KEY, SUBSCRIPTION, PRODUCT, BUDGET, CATALOGUE, PROMPT)
 
 # Past this many rows in one write, one kind-wide change is recorded instead of one per row.
 _MAX_IDS_PER_WRITE = 1000

@@ -366,7 +366,8 @@ def resolve(changes: Iterable[tuple[int, str, int | None]]) -> Delta:
     for _, kind, object_id in changes:
         by_kind.setdefault(kind, set()).add(object_id)
     delta = Delta()
-    if any(None in ids for kind, ids in by_kind.items() if kind != feed.CATALOGUE):
+    # Catalogue and prompt changes are kind-wide by design (their rows reload as one), never a rebuild.
+    if any(None in ids for kind, ids in by_kind.items() if kind not in (feed.CATALOGUE, feed.PROMPT)):
         delta.needs_rebuild = True
         return delta
     if by_kind[feed.CATALOGUE]:

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from billing.models import Budget
 from portal.models import APIKey, Product, Subscription, Team, Tenant
 from routing.control_plane import feed, loader, refresher
+from portal.prompts.models import PromptPublication, PromptTemplate, PromptVersion
 from routing.models import AliasDeployment, ChangeEvent, Deployment, LearnedRouter, ModelAlias, Provider
 from tests.factories import DeploymentFactory, ModelAliasFactory, ProviderFactory, TeamFactory, make_alias
 
@@ -34,6 +35,15 @@ def world():
     subscription = Subscription.objects.create(team=team, product=product, purpose="t", status="active")
     key = APIKey.objects.create(team=team, prefix="sk-tw-feed0001", secret_hash="a" * 64)
     budget = Budget.objects.create(tenant=team.tenant, scope="team", target_id=team.pk, period="monthly")
+    prompt = PromptTemplate.objects.create(
+        tenant=team.tenant, team=team, slug="feed", name="Feed", alias="feed-alias", messages=[]
+    )
+    prompt_version = PromptVersion.objects.create(
+        template=prompt, number=1, alias="feed-alias", messages=[], variables={}, parameters={}, locked_parameters=[]
+    )
+    publication = PromptPublication.objects.create(
+        template=prompt, environment="prod", split={"1": 100}, action="published"
+    )
     return locals()
 
 
@@ -52,6 +62,9 @@ def test_every_data_plane_model_is_recorded_by_save_create_update_bulk_and_delet
         LearnedRouter: LearnedRouter.objects.create(
             alias=world["alias"], version=1, weights=b"", examples=1, seed=12, file_sha256="0" * 64, size_bytes=0
         ),
+        PromptTemplate: world["prompt"],
+        PromptVersion: world["prompt_version"],
+        PromptPublication: world["publication"],
     }
     # The registry is what the feed watches: a model added to the data plane must be added here too.
     assert set(feed.data_plane_models()) == set(rows)
