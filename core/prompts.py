@@ -24,6 +24,26 @@ from core.bounds import clip
 VARIABLE_TYPES = ("string", "number", "integer", "boolean", "enum", "json")
 ROLES = ("system", "developer", "user", "assistant")
 
+# The chat parameters a template may set as defaults and a caller may override (unless the template locks
+# them), with the JSON types each takes.
+PARAMETERS = {
+    "temperature": (int, float),
+    "top_p": (int, float),
+    "max_tokens": (int,),
+    "max_completion_tokens": (int,),
+    "presence_penalty": (int, float),
+    "frequency_penalty": (int, float),
+    "seed": (int,),
+    "stop": (str, list),
+    "tools": (list,),
+    "tool_choice": (str, dict),
+    "parallel_tool_calls": (bool,),
+    "response_format": (dict,),
+    "logprobs": (bool,),
+    "top_logprobs": (int,),
+    "reasoning_effort": (str,),
+}
+
 MAX_MESSAGES = 100
 MAX_MESSAGE_CHARS = 100_000  # one message's template text
 MAX_VARIABLES = 100

@@ -26,23 +26,7 @@ from portal.services import audit
 from routing.models import ModelAlias
 
 # The chat parameters a template may set as defaults (and a caller override, unless locked).
-PARAMETERS = {
-    "temperature": (int, float),
-    "top_p": (int, float),
-    "max_tokens": (int,),
-    "max_completion_tokens": (int,),
-    "presence_penalty": (int, float),
-    "frequency_penalty": (int, float),
-    "seed": (int,),
-    "stop": (str, list),
-    "tools": (list,),
-    "tool_choice": (str, dict),
-    "parallel_tool_calls": (bool,),
-    "response_format": (dict,),
-    "logprobs": (bool,),
-    "top_logprobs": (int,),
-    "reasoning_effort": (str,),
-}
+PARAMETERS = rendering.PARAMETERS
 MAX_PARAMETERS_BYTES = 64_000
 MAX_SCHEMA_BYTES = 64_000
 MAX_SLUG_CHARS = 100

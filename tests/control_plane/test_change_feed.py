@@ -9,8 +9,8 @@ from django.test.utils import CaptureQueriesContext
 
 from billing.models import Budget
 from portal.models import APIKey, Product, Subscription, Team, Tenant
-from routing.control_plane import feed, loader, refresher
 from portal.prompts.models import PromptPublication, PromptTemplate, PromptVersion
+from routing.control_plane import feed, loader, refresher
 from routing.models import AliasDeployment, ChangeEvent, Deployment, LearnedRouter, ModelAlias, Provider
 from tests.factories import DeploymentFactory, ModelAliasFactory, ProviderFactory, TeamFactory, make_alias
 
