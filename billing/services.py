@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, DateTimeField, Value, When
 from django.utils import timezone
 
@@ -37,32 +37,55 @@ _ROW_FIELDS = (
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 
-@transaction.atomic
 def store_usage_rows(*, rows: list[dict]) -> int:
     """Insert usage rows (from UsageEvent.to_row); request ids already stored are skipped, so replays are safe.
 
     A provisional row (a stream's, written when it started) is only stored when no final row for its request
     is: a final row in the same batch replaces it, and one arriving later replaces the record stored from it
     (recovery may read a dead process's segments in any order). Either way, one record per request id.
+
+    A tenant, team or subscription deleted since the request keeps its name in the row but loses the link.
+    Deletions are rare, so a flush first trusts its links and lets the foreign keys (checked at commit) say
+    otherwise: checking every flush cost three queries and a row per team in it, which is most of a flush's
+    work when thousands of teams are in use.
     """
     if not rows:
         return 0
+    rows = _one_row_per_request(rows)
+    if not transaction.get_connection().in_atomic_block:
+        try:
+            return _store_rows(rows, check_links=False)
+        except IntegrityError:
+            pass  # a link is gone: store again, keeping only the links that remain
+    return _store_rows(rows, check_links=True)
+
+
+def _one_row_per_request(rows: list[dict]) -> list[dict]:
     final_ids = {r["request_id"] for r in rows if not r.get("provisional")}
     by_request: dict[str, dict] = {}
     for row in rows:
         if row.get("provisional") and row["request_id"] in final_ids:
             continue
         by_request.setdefault(row["request_id"], row)
-    rows = list(by_request.values())
-    # A key, team or tenant deleted since the request keeps its name in the row but loses the link.
-    tenant_ids = set(Tenant.objects.filter(pk__in={r["tenant_id"] for r in rows}).values_list("pk", flat=True))
-    team_ids = set(Team.objects.filter(pk__in={r["team_id"] for r in rows}).values_list("pk", flat=True))
+    return list(by_request.values())
+
+
+@transaction.atomic
+def _store_rows(rows: list[dict], *, check_links: bool) -> int:
+    final_ids = {r["request_id"] for r in rows if not r.get("provisional")}
     stored_last_used = dict(
         APIKey.objects.filter(pk__in={r["api_key_id"] for r in rows}).values_list("pk", "last_used_at")
     )
     key_ids = set(stored_last_used)
-    wanted_subscriptions = {r.get("subscription_id") for r in rows} - {None}
-    subscription_ids = set(Subscription.objects.filter(pk__in=wanted_subscriptions).values_list("pk", flat=True))
+    if check_links:
+        tenant_ids = set(Tenant.objects.filter(pk__in={r["tenant_id"] for r in rows}).values_list("pk", flat=True))
+        team_ids = set(Team.objects.filter(pk__in={r["team_id"] for r in rows}).values_list("pk", flat=True))
+        wanted_subscriptions = {r.get("subscription_id") for r in rows} - {None}
+        subscription_ids = set(Subscription.objects.filter(pk__in=wanted_subscriptions).values_list("pk", flat=True))
+    else:
+        tenant_ids = {r["tenant_id"] for r in rows}
+        team_ids = {r["team_id"] for r in rows}
+        subscription_ids = {r.get("subscription_id") for r in rows} - {None}
     records = [
         UsageRecord(
             created_at=datetime.fromtimestamp(row["created_at"], tz=UTC),

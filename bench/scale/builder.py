@@ -86,10 +86,10 @@ def _catalogue(cur: psycopg.Cursor, shape: Shape, upstream_url: str) -> None:
     # Alias i is served by deployment i; `bench` and `bench-stream` are the two the load uses.
     cur.execute(
         """INSERT INTO routing_deployment (id, name, model, input_per_1m, output_per_1m, capabilities, is_enabled,
-                                           updated_at, provider_id, region, tags)
+                                           updated_at, provider_id, region, tags, speaks_responses)
            SELECT i, CASE i WHEN 1 THEN 'bench' WHEN 2 THEN 'bench-stream' ELSE 'scale-' || lpad(i::text, 5, '0') END,
                   'gpt-4o-mini', 0.15, 0.60, '[]'::jsonb, true, now(), CASE i WHEN 2 THEN 2 ELSE 1 END, '',
-                  '[]'::jsonb
+                  '[]'::jsonb, false
            FROM generate_series(1, %(aliases)s::int) AS i""",
         {"aliases": shape.aliases},
     )
