@@ -5,7 +5,9 @@
 
 The catalogue is read from the database (this process may serve no /v1 traffic); breakers, latency averages and
 turn counters are this process's engine's (with Redis, what every gateway process shares). Turn counters and
-random draws are copies: explaining never moves the next real call's turn.
+random draws are copies: explaining never moves the next real call's turn. A semantic alias's prompt is embedded
+where the gateway embeds its calls' (routing/engine/embeddings.py's EMBED_EXECUTOR), never on the event loop nor
+beside it on a second thread: explains queue behind calls rather than take the cores from them.
 """
 
 import copy
@@ -20,9 +22,11 @@ from rest_framework.views import APIView
 
 from billing import token_estimate
 from core.bounds import clip
+from core.values import DEFAULT_POLICY, SemanticChoice
 from portal import roles
 from portal.api.views import APIDefaults
 from routing.control_plane import loader
+from routing.engine import embeddings, semantic
 from routing.engine.constraints import needs_for
 from routing.engine.router import Engine
 from routing.proxy import pipeline
@@ -64,7 +68,13 @@ class ExplainView(APIDefaults, APIView):
             principal_tags=frozenset(team.required_tags or ()),
             min_quality=values.get("min_quality"),
         )
-        plan = _explaining_engine().decide(alias, aliases=aliases, policies=policies, needs=needs)
+        plan = _explaining_engine().decide(
+            alias,
+            aliases=aliases,
+            policies=policies,
+            needs=needs,
+            semantic_choice=_semantic_choice(policies, alias, needs),
+        )
         decision = plan.decision
         return Response(
             {
@@ -80,6 +90,14 @@ class ExplainView(APIDefaults, APIView):
                 "deadline_ms": plan.deadline_ms,
             }
         )
+
+
+def _semantic_choice(policies, alias: str, needs) -> SemanticChoice | None:
+    policy = policies.get(alias, DEFAULT_POLICY)
+    if policy.strategy != "semantic" or policy.semantic is None:
+        return None
+    # This view runs on Django's thread for sync code, which waits here; the embedding thread does the work.
+    return embeddings.EMBED_EXECUTOR.submit(semantic.choose, policy.semantic, needs.routing_text).result()
 
 
 def _explaining_engine() -> Engine:

@@ -9,11 +9,12 @@ from rest_framework import serializers
 
 from core.values import STRATEGIES, BreakerPolicy, RetryPolicy
 from portal.api.inputs import BoundedModelSerializer, DecimalString
+from routing import selectors
 from routing.catalogue.fields import LOWER_SLUG, LOWER_SLUG_MESSAGE
 from routing.catalogue.policies import routing_mapping
 from routing.catalogue.schema import CAPABILITIES, MAX_TAGS, SLUG_MAX_LENGTH
 from routing.engine.policy import MAX_EXAMPLE_CHARS, MAX_EXAMPLES_PER_ROUTE, MAX_FALLBACKS, MAX_ROUTES
-from routing.models import Deployment, ModelAlias, Provider
+from routing.models import Deployment, LearnedRouter, ModelAlias, Provider
 from routing.providers.registry import KINDS
 
 MAX_TIMEOUT_S = 3600.0
@@ -224,6 +225,18 @@ def _numbers(*names: str) -> dict:
                 },
                 "additionalProperties": False,
             },
+            "learned": {
+                "type": "object",
+                "description": "The learned strategy's choice: 0 (the default) the cheapest deployment predicted "
+                "to meet min_quality; above 0 the best predicted quality minus trade_off times relative cost.",
+                "properties": {"trade_off": {"type": "number", "minimum": 0, "maximum": 100}},
+                "additionalProperties": False,
+            },
+            "cascade": {
+                "type": "object",
+                "description": "The cascade strategy's steps (the alias's deployments, cheapest first), the checks "
+                "an answer must pass, and optionally max_cost_usd as a decimal string.",
+            },
         },
         "additionalProperties": False,
         "example": {"strategy": "cheapest", "min_quality": 0.7},
@@ -256,13 +269,48 @@ class AliasRouting(serializers.Field):
         return data
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "readOnly": True,
+        "description": "The learned router the alias routes with (its latest version, made by `manage.py "
+        "train_router`); null before one is trained. Read-only.",
+        "properties": {
+            "version": {"type": "integer", "minimum": 1},
+            "trained_at": {"type": "string", "format": "date-time"},
+            "rows": {"type": "integer", "description": "the training file's lines it learnt from"},
+            "deployments": {"type": "array", "items": {"type": "string"}, "description": "those it predicts"},
+        },
+    }
+)
+class LearnedModel(serializers.Field):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def get_attribute(self, alias: ModelAlias):
+        return selectors.latest_learned_router(alias=alias)
+
+    def to_representation(self, router: LearnedRouter | None) -> dict | None:
+        if router is None:
+            return None
+        trained_at = serializers.DateTimeField().to_representation(router.created_at)
+        return {
+            "version": router.version,
+            "trained_at": trained_at,
+            "rows": router.examples,
+            "deployments": list(router.deployments),
+        }
+
+
 class ModelAliasSerializer(BoundedModelSerializer):
     deployments = AliasRoutes(min_length=1, max_length=50)
     routing = AliasRouting()
+    learned_model = LearnedModel()
 
     class Meta:
         model = ModelAlias
-        fields = ["id", "name", "description", "deployments", "routing", "updated_at"]
+        fields = ["id", "name", "description", "deployments", "routing", "learned_model", "updated_at"]
         read_only_fields = ["updated_at"]
 
 

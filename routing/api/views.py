@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from portal.api.permissions import IsPlatformAdminOrReadOnly
 from portal.api.views import APIDefaults
-from routing import services
+from routing import selectors, services
 from routing.api import serializers
 from routing.catalogue import CatalogueError
 from routing.models import Deployment, ModelAlias, Provider
@@ -126,14 +126,15 @@ class DeploymentViewSet(CatalogueViewSet):
 class ModelAliasViewSet(CatalogueViewSet):
     """The names clients send as `model`; `deployments` lists deployment names in priority order (a PATCH
     replaces the whole list), `routing` says how they are chosen (the catalogue's `routing:` mapping; a PATCH
-    replaces it whole, null or {} routes by priority). Readable by everyone signed in, written by platform
-    admins."""
+    replaces it whole, null or {} routes by priority); `learned_model` is the learned router it routes with
+    (read-only: `manage.py train_router` makes them). Readable by everyone signed in, written by platform admins."""
 
     serializer_class = serializers.ModelAliasSerializer
     change_serializer_class = serializers.ModelAliasChangeSerializer
 
     def get_queryset(self):
-        return ModelAlias.objects.prefetch_related("routes__deployment").order_by("name")
+        aliases = ModelAlias.objects.prefetch_related("routes__deployment").order_by("name")
+        return selectors.with_latest_learned_router(aliases)
 
     @staticmethod
     def create_entry(*, values, created_by):

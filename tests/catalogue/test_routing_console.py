@@ -8,8 +8,12 @@ from django.urls import reverse
 from portal.models import AuditLogEntry
 from routing.catalogue import import_catalogue
 from routing.models import ChangeEvent, Deployment, ModelAlias
+from tests.catalogue.console_forms import as_rendered
 from tests.catalogue.documents import platform, routing_catalogue  # noqa: F401 -- a fixture
 from tests.portal.factories import UserFactory
+
+RETRY = ("max_attempts", "base_delay_ms", "max_delay_ms", "deadline_ms")
+BREAKER = ("consecutive_failures", "error_rate", "min_calls", "window_s", "cooldown_s", "half_open_probes")
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("platform")]
 
@@ -89,16 +93,26 @@ def test_an_admin_sets_cheapest_with_a_quality_floor_and_it_is_a_catalogue_chang
 
 
 def test_weights_fallbacks_retry_and_breaker_are_saved_and_the_rest_is_kept(admin):
+    url = routing_url("smart")
+    retry_and_breaker = {
+        f"{section}_{key}": "" for section, keys in (("retry", RETRY), ("breaker", BREAKER)) for key in keys
+    }
     response = admin.post(
-        routing_url("smart"),
-        routing_form(
+        url,
+        as_rendered(
+            admin,
+            url,
             strategy="weighted",
+            min_quality="",
             **{"weight_cheap-llama": "2", "weight_premium-gpt4": "1.5"},
             fallbacks="claude-sonnet",
-            retry_max_attempts="4",
-            retry_deadline_ms="10000",
-            breaker_consecutive_failures="2",
-            breaker_cooldown_s="5",
+            **{
+                **retry_and_breaker,
+                "retry_max_attempts": "4",
+                "retry_deadline_ms": "10000",
+                "breaker_consecutive_failures": "2",
+                "breaker_cooldown_s": "5",
+            },
         ),
     )
 
@@ -109,7 +123,7 @@ def test_weights_fallbacks_retry_and_breaker_are_saved_and_the_rest_is_kept(admi
         "fallbacks": ["claude-sonnet"],
         "retry": {"max_attempts": 4, "deadline_ms": 10000},
         "breaker": {"consecutive_failures": 2, "cooldown_s": 5},
-        # Part two's keys have no fields in the form: they are kept as the file set them.
+        # Part two's keys, shown in the form as stored and saved back untouched.
         "experiment": routing_catalogue()["aliases"][1]["routing"]["experiment"],
         "bandit": routing_catalogue()["aliases"][1]["routing"]["bandit"],
     }

@@ -8,6 +8,7 @@ import yaml
 
 from routing.catalogue import export_catalogue, import_catalogue
 from routing.models import ModelAlias
+from tests.catalogue.console_forms import part_two_as_rendered
 from tests.catalogue.documents import platform, routing_catalogue  # noqa: F401 -- a fixture
 from tests.catalogue.test_routing_console import routing_url
 from tests.portal.factories import UserFactory, token_client
@@ -86,12 +87,13 @@ def test_rest_sets_semantic_routes_and_refuses_a_bad_one_naming_its_path(catalog
 
 def test_the_console_edits_routes_as_yaml_and_never_drops_them_when_saving_other_fields(catalogue, client):
     client.force_login(UserFactory(is_superuser=True, is_staff=True))
-    kept = {key: smart_routing()[key] for key in ("experiment", "bandit")}  # the form has no fields for them
+    kept = {key: smart_routing()[key] for key in ("experiment", "bandit")}  # shown as stored, posted back
     form = {
         "strategy": "semantic",
         "routes": yaml.safe_dump(ROUTES),
         "threshold": "0.55",
         "semantic_default": "premium-gpt4",
+        **part_two_as_rendered(client, routing_url("smart")),
     }
     saved = client.post(routing_url("smart"), form)
     assert saved.status_code == 302
@@ -103,6 +105,7 @@ def test_the_console_edits_routes_as_yaml_and_never_drops_them_when_saving_other
     assert yaml.safe_load(shown["routes"].value()) == ROUTES
     assert (shown["threshold"].value(), shown["semantic_default"].value()) == (0.55, "premium-gpt4")
     resent = {name: shown[name].value() for name in ("strategy", "routes", "threshold", "semantic_default")}
+    resent.update(part_two_as_rendered(client, routing_url("smart")))
     assert client.post(routing_url("smart"), {**resent, "retry_max_attempts": "2"}).status_code == 302
     assert smart_routing() == {**SEMANTIC, **kept, "retry": {"max_attempts": 2}}
 
