@@ -12,17 +12,11 @@ from portal import services
 from routing.credentials import encrypt_secret
 from tests.factories import DeploymentFactory, ProviderFactory, TeamFactory, make_alias
 from tests.gateway import start_gateway, wait_for_usage
+from tests.responses.conftest import WEATHER_TOOL
 from tests.upstreams import gemini_server as gemini
 from tests.upstreams.server import LoopbackServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
 
 
 @pytest.fixture
@@ -49,14 +43,14 @@ def function_response_of(upstream) -> dict:
 def test_a_function_tool_loop_with_previous_response_id_runs_on_gemini(gemini_gateway):
     sdk, upstream = gemini_gateway
 
-    first = sdk.responses.create(model="tools", input="Weather in Paris?", tools=[WEATHER])
+    first = sdk.responses.create(model="tools", input="Weather in Paris?", tools=[WEATHER_TOOL])
     [call] = [item for item in first.output if item.type == "function_call"]
     declared = upstream.log.last["json"]["tools"][0]["functionDeclarations"]
     second = sdk.responses.create(
         model="tools",
         previous_response_id=first.id,
         input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 24 C"}],
-        tools=[WEATHER],
+        tools=[WEATHER_TOOL],
     )
 
     assert [d["name"] for d in declared] == ["get_weather"]
@@ -83,13 +77,14 @@ def test_a_streamed_function_tool_loop_runs_on_gemini_with_the_whole_conversatio
     sdk, upstream = gemini_gateway
     question = {"role": "user", "content": "Weather in Paris?"}
 
-    with sdk.responses.stream(model="tools", input=[question], tools=[WEATHER], store=False) as stream:
+    with sdk.responses.stream(model="tools", input=[question], tools=[WEATHER_TOOL], store=False) as stream:
         kinds = [event.type for event in stream]
         first = stream.get_final_response()
     [call] = [item for item in first.output if item.type == "function_call"]
     result = {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 24 C"}
     called = {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments}
-    with sdk.responses.stream(model="tools", input=[question, called, result], tools=[WEATHER], store=False) as stream:
+    conversation = [question, called, result]
+    with sdk.responses.stream(model="tools", input=conversation, tools=[WEATHER_TOOL], store=False) as stream:
         second = stream.get_final_response()
 
     assert "response.function_call_arguments.delta" in kinds and kinds[-1] == "response.completed"

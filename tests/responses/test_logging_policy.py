@@ -14,6 +14,7 @@ from routing.proxy import responses_store
 from tests.factories import TeamFactory
 from tests.gateway import start_gateway, wait_for_usage
 from tests.portal.factories import MembershipFactory
+from tests.responses.conftest import WEATHER_TOOL
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,7 +36,7 @@ def test_a_team_that_stores_no_bodies_keeps_no_response_and_refuses_previous_res
         sdk = client(gateway.url, key)
         answered = sdk.responses.create(model="chat-openai", input="Hi")
         asked_to_store = sdk.responses.create(model="chat-anthropic", input="Hi", store=True)
-        with sdk.responses.stream(model="tools-openai", input="Weather?", tools=[WEATHER]) as stream:
+        with sdk.responses.stream(model="tools-openai", input="Weather?", tools=[WEATHER_TOOL]) as stream:
             streamed = stream.get_final_response()
         with pytest.raises(openai.BadRequestError) as continued:
             sdk.responses.create(model="chat-openai", previous_response_id=answered.id, input="Go on")
@@ -94,11 +95,3 @@ def test_the_purge_deletes_what_a_lagging_gateway_stored_for_a_team_that_stores_
 
     assert responses_store.purge_expired() == 1
     assert list(StoredResponse.objects.values_list("id", flat=True)) == ["resp_kept"]
-
-
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
