@@ -8,13 +8,14 @@ import openai
 import pytest
 
 from portal import services
-from portal.models import Membership
+from portal.models import APIKey, Membership
 from routing.models import StoredResponse
 from routing.proxy import responses_store
 from tests.factories import TeamFactory
 from tests.gateway import start_gateway, wait_for_usage
 from tests.portal.factories import MembershipFactory
 from tests.responses.conftest import WEATHER_TOOL
+from tests.responses.test_native_passthrough import native  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,6 +87,24 @@ def test_turning_bodies_off_reaches_a_running_gateway_and_the_stored_conversatio
 
     assert continued.value.body["param"] == "previous_response_id"
     assert later.store is False and not StoredResponse.objects.filter(id__in=[first.id, later.id]).exists()
+
+
+def test_a_native_deployment_answers_a_team_that_stores_no_bodies_with_store_false(native):  # noqa: F811
+    sdk, upstream, _, _, key = native
+    [api_key] = [k for k in APIKey.objects.select_related("team") if key.startswith(k.prefix)]
+    set_policy(api_key.team, stores_bodies=False)
+
+    deadline = time.monotonic() + 10
+    while (answered := sdk.responses.create(model="native", input="Hi")).store:
+        assert time.monotonic() < deadline, "the gateway did not apply the policy within 10 s"
+        time.sleep(0.1)
+    with sdk.responses.stream(model="native", input="Hi") as stream:
+        streamed = stream.get_final_response()
+    with pytest.raises(openai.BadRequestError):
+        sdk.responses.create(model="native", previous_response_id=answered.id, input="Go on")
+
+    assert streamed.store is False and upstream.log.last["json"]["store"] is False
+    assert not StoredResponse.objects.filter(id__in=[answered.id, streamed.id]).exists()
 
 
 def test_the_purge_deletes_what_a_lagging_gateway_stored_for_a_team_that_stores_no_bodies():
