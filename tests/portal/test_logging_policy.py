@@ -41,21 +41,31 @@ def test_a_new_team_stores_bodies():
     assert TeamFactory().stores_bodies is True
 
 
-def test_turning_bodies_off_deletes_the_teams_stored_responses_only_and_is_audited(team, owner):
+def test_turning_bodies_off_deletes_the_teams_stored_responses_only_after_the_commit_and_is_audited(
+    team, owner, django_capture_on_commit_callbacks
+):
     stored_response(team, "resp_mine")
     stored_response(TeamFactory(), "resp_theirs")
 
-    services.set_team_logging_policy(team=team, changed_by=owner, stores_bodies=False)
+    with django_capture_on_commit_callbacks(execute=True) as after_commit:
+        services.set_team_logging_policy(team=team, changed_by=owner, stores_bodies=False)
+        assert StoredResponse.objects.count() == 2  # not inside the transaction that holds the feed
 
-    assert stores_bodies(team) is False
+    assert len(after_commit) == 1 and stores_bodies(team) is False
     assert list(StoredResponse.objects.values_list("id", flat=True)) == ["resp_theirs"]
     entry = AuditLogEntry.objects.get(action="team.logging_policy_changed")
     assert (entry.actor, entry.target_id) == (owner, str(team.pk))
-    assert entry.details == {
-        "before": {"stores_bodies": True},
-        "after": {"stores_bodies": False},
-        "stored_responses_deleted": 1,
-    }
+    assert entry.details == {"before": {"stores_bodies": True}, "after": {"stores_bodies": False}}
+
+
+def test_turning_bodies_back_on_purges_nothing(team, owner, django_capture_on_commit_callbacks):
+    services.set_team_logging_policy(team=team, changed_by=owner, stores_bodies=False)
+    stored_response(team, "resp_kept")
+
+    with django_capture_on_commit_callbacks(execute=True) as after_commit:
+        services.set_team_logging_policy(team=team, changed_by=owner, stores_bodies=True)
+
+    assert after_commit == [] and StoredResponse.objects.filter(id="resp_kept").exists()
 
 
 def test_setting_the_policy_a_team_has_already_writes_and_audits_nothing(team, owner):
