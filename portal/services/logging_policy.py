@@ -44,5 +44,6 @@ def set_team_logging_policy(*, team: Team, changed_by, stores_bodies: bool) -> T
         details={"before": {"stores_bodies": not stores_bodies}, "after": {"stores_bodies": stores_bodies}},
     )
     if not stores_bodies:
-        transaction.on_commit(routing_tasks.purge_expired_responses.delay)
+        # robust: a broker that is down must not fail a change already committed; the hourly purge follows.
+        transaction.on_commit(routing_tasks.purge_expired_responses.delay, robust=True)
     return team
