@@ -69,6 +69,7 @@ DIMENSIONS = (
     "strategy",
     "experiment",
     "experiment_arm",
+    "endpoint",
 )
 COUNTS = ("requests", "errors", "streams", "fallbacks", "retries", "prompt_tokens", "completion_tokens")
 MONEY = ("cost_usd", "baseline_cost_usd")

@@ -106,6 +106,8 @@ class UsageAggregate(models.Model):
     strategy = models.CharField(max_length=32, blank=True)
     experiment = models.CharField(max_length=100, blank=True)
     experiment_arm = models.CharField(max_length=150, blank=True)
+    # The API called (UsageRecord.endpoint: chat.completions, messages, responses, embeddings...): usage per API.
+    endpoint = models.CharField(max_length=40, blank=True)
     # Measures.
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)

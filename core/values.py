@@ -322,6 +322,8 @@ class Principal:
     # Portal keys: their active subscriptions, oldest first, with the aliases each grants (budgets, limits and
     # records use the one that grants the called alias). Shared between keys: one team's keys hold one copy.
     grants: tuple[tuple[int, frozenset[str]], ...] = ()
+    # The team's logging policy: False keeps no bodies (no stored /v1/responses, so no previous_response_id).
+    stores_bodies: bool = True
 
     def subscription_for(self, alias: str) -> int | None:
         """The subscription that grants this alias to the key (the oldest, when several do)."""

@@ -137,6 +137,20 @@ class ResidencyForm(forms.Form):
     )
 
 
+class LoggingPolicyForm(forms.Form):
+    """A team's logging policy, on its page (posted there with form=logging)."""
+
+    NAME = "logging"
+
+    stores_bodies = forms.BooleanField(
+        required=False,
+        label="Store bodies of calls",
+        help_text="Kept: /v1/responses answers, so that previous_response_id can continue a conversation. "
+        "Unticked: nothing is kept (previous_response_id is refused) and the responses stored so far are deleted. "
+        "Usage records are kept either way.",
+    )
+
+
 EXPIRY_CHOICES = [("", "Never"), ("7", "In 7 days"), ("30", "In 30 days"), ("90", "In 90 days"), ("365", "In a year")]
 
 

@@ -31,6 +31,10 @@ class Team(DataPlaneModel):
     # and tags every deployment they reach must carry. Lowercase slugs.
     allowed_regions = models.JSONField(default=list, blank=True)
     required_tags = models.JSONField(default=list, blank=True)
+    # The team's logging policy (portal/services/logging_policy.py). A yes/no, not a choice of levels: the only
+    # bodies the gateway keeps are stored /v1/responses answers (usage records hold counts, never text), so
+    # "store bodies or not" is the whole policy. db_default too: bulk loaders insert teams with raw SQL.
+    stores_bodies = models.BooleanField(default=True, db_default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

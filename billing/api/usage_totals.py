@@ -1,5 +1,5 @@
 """The totals behind the usage summary: aggregates over a range, grouped by team, key, alias, deployment,
-provider, routing strategy or day, seen through the same scope as the console (portal/roles.py). Reads
+provider, routing strategy, endpoint or day, seen through the same scope as the console (portal/roles.py). Reads
 aggregates only.
 
 Whole days inside the range are read from daily rows and the partial days at its ends from hourly rows, so a
@@ -27,6 +27,7 @@ GROUPS = {
     "deployment": ("deployment",),
     "provider": ("provider",),
     "strategy": ("strategy",),  # the alias's routing policy: what each one saved against the baseline
+    "endpoint": ("endpoint",),  # the API called: chat.completions, messages, responses, embeddings...
     "day": ("day",),
 }
 MEASURES = (

@@ -149,6 +149,12 @@ def top_aliases(filters: Filters, *, n: int | None = TOP_N) -> list[dict]:
     ]
 
 
+def usage_by_endpoint(filters: Filters) -> list[dict]:
+    """One row per API called (chat.completions, messages, responses, embeddings...), costliest first;
+    `endpoint` is "" for hours aggregated before the aggregates had the dimension (until reaggregate_usage)."""
+    return _ranked(aggregate_rows(filters).values("endpoint"), None)
+
+
 NO_STRATEGY = "(not routed)"  # refused before routing (auth, limits, bad input): no strategy was applied
 
 

@@ -142,6 +142,12 @@ TABLES = {
             lambda filters, params: finance.top_aliases(filters, n=None),
         ),
         Table(
+            "endpoints",
+            "Usage by endpoint",
+            [Column("endpoint", "Endpoint"), *USAGE_COLUMNS],
+            lambda filters, params: finance.usage_by_endpoint(filters),
+        ),
+        Table(
             "strategies",
             "Saved vs baseline by routing policy",
             [

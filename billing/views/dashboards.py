@@ -97,6 +97,7 @@ def finance_dashboard(request):
         "top_keys": finance.top_keys(filters),
         "top_models": finance.top_aliases(filters),
         "by_strategy": finance.savings_by_strategy(filters),
+        "by_endpoint": finance.usage_by_endpoint(filters),
         "burn_downs": [
             (budget, budgets.budget_label(budget), budgets.burn_down(budget, now=timezone.now()))
             for budget in budget_list

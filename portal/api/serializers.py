@@ -75,12 +75,25 @@ class TeamSerializer(BoundedModelSerializer):
     tenant = Visible(selectors.visible_tenants, queryset=Tenant.objects.all())
     allowed_regions = ResidencyNames(read_only=True, help_text="Regions its keys may reach; empty: any region.")
     required_tags = ResidencyNames(read_only=True, help_text="Tags every deployment its keys reach must carry.")
+    stores_bodies = serializers.BooleanField(
+        read_only=True, help_text="Logging policy: false keeps no bodies (no stored /v1/responses)."
+    )
 
     class Meta:
         model = Team
-        fields = ["id", "tenant", "name", "slug", "rpm_limit", "tpm_limit", *residency.RESIDENCY_FIELDS, "created_at"]
+        fields = [
+            "id",
+            "tenant",
+            "name",
+            "slug",
+            "rpm_limit",
+            "tpm_limit",
+            *residency.RESIDENCY_FIELDS,
+            "stores_bodies",
+            "created_at",
+        ]
         # Changed by PATCH (TeamChangesSerializer).
-        read_only_fields = ["slug", "rpm_limit", "tpm_limit", "created_at"]
+        read_only_fields = ["slug", "rpm_limit", "tpm_limit", "stores_bodies", "created_at"]
 
 
 class MembershipSerializer(BoundedModelSerializer):
@@ -195,12 +208,14 @@ class RateLimitsSerializer(StrictTypes, serializers.Serializer):
 
 
 class TeamChangesSerializer(RateLimitsSerializer):
-    """`PATCH teams/{id}`: the team's RPM/TPM limits (tenant admins), and its data residency (team owners
-    too): `allowed_regions` replaces the regions its keys may reach ([] for any region), `required_tags` the
-    tags every deployment they reach must carry. Fields left out stay as they are."""
+    """`PATCH teams/{id}`: the team's RPM/TPM limits (tenant admins), and its data residency and logging policy
+    (team owners too): `allowed_regions` replaces the regions its keys may reach ([] for any region),
+    `required_tags` the tags every deployment they reach must carry, `stores_bodies` false keeps none of its
+    calls' bodies (and deletes its stored responses). Fields left out stay as they are."""
 
     allowed_regions = ResidencyNames(required=False)
     required_tags = ResidencyNames(required=False)
+    stores_bodies = serializers.BooleanField(required=False)
 
 
 class DecisionSerializer(StrictTypes, serializers.Serializer):

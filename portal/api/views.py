@@ -95,26 +95,31 @@ class TeamViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=serializers.TeamChangesSerializer, responses={200: serializers.TeamSerializer})
     def partial_update(self, request: Request, pk: int) -> Response:
-        """Change the team's RPM/TPM limits (tenant and platform admins) and/or its data residency (its owners
-        too)."""
+        """Change the team's RPM/TPM limits (tenant and platform admins) and/or its data residency and logging
+        policy (its owners too)."""
         team = self.get_object()
         changes = _team_changes(request, team=team)
         limits = {name: changes[name] for name in RATE_LIMIT_FIELDS if name in changes}
         where = {name: changes[name] for name in RESIDENCY_FIELDS if name in changes}
-        with transaction.atomic():  # both or neither
+        with transaction.atomic():  # all or none
             if limits:
                 team = services.set_rate_limits(target=team, changes=limits, changed_by=request.user)
             if where:
                 team = services.set_team_residency(team=team, changed_by=request.user, **where)
+            if "stores_bodies" in changes:
+                team = services.set_team_logging_policy(
+                    team=team, changed_by=request.user, stores_bodies=changes["stores_bodies"]
+                )
         return Response(serializers.TeamSerializer(team).data)
 
 
 def _team_changes(request: Request, *, team) -> dict:
     # Who may comes before what was sent, as for rate limits: a member learns nothing from a 400. Only the
-    # residency fields are a team owner's to change; anything else asks for a tenant admin.
+    # residency fields and the logging policy are a team owner's to change; anything else asks for a tenant
+    # admin.
     sent = set(request.data) if isinstance(request.data, Mapping) else set()
-    if sent & set(RESIDENCY_FIELDS) and not sent & set(RATE_LIMIT_FIELDS):
-        message = "only the team's owners and the tenant's admins can change its data residency"
+    if sent & {*RESIDENCY_FIELDS, "stores_bodies"} and not sent & set(RATE_LIMIT_FIELDS):
+        message = "only the team's owners and the tenant's admins can change its data residency and logging policy"
         require(roles.can_manage_team(request.user, team), message)
     else:
         require(roles.is_tenant_admin(request.user, team.tenant), "only the tenant's admins can change rate limits")

@@ -2,6 +2,7 @@
 
 from portal.services.keys import IssuedKey, issue_api_key, revoke_api_key, rotate_api_key
 from portal.services.limits import set_rate_limits
+from portal.services.logging_policy import set_team_logging_policy
 from portal.services.residency import set_team_residency
 from portal.services.subscriptions import (
     approve_subscription,
@@ -27,6 +28,7 @@ __all__ = [
     "revoke_api_key",
     "rotate_api_key",
     "set_rate_limits",
+    "set_team_logging_policy",
     "set_team_residency",
     "suspend_subscription",
 ]

@@ -13,7 +13,14 @@ from django.views.decorators.http import require_POST
 from billing import selectors as billing_selectors
 from portal import roles, selectors, services
 from portal.errors import PortalError
-from portal.forms import GRACE_CHOICES, CreateTeamForm, InviteMemberForm, ResidencyForm, RotateKeyForm
+from portal.forms import (
+    GRACE_CHOICES,
+    CreateTeamForm,
+    InviteMemberForm,
+    LoggingPolicyForm,
+    ResidencyForm,
+    RotateKeyForm,
+)
 from portal.models import Invitation, Membership, Subscription
 from portal.services import console as console_services
 from portal.services import residency
@@ -95,6 +102,8 @@ def _team_page(request, team, *, invite_form=None, residency_form=None):
         "residency_form": residency_form
         or ResidencyForm(initial={"allowed_regions": team.allowed_regions, "required_tags": team.required_tags}),
         "residency_form_name": ResidencyForm.NAME,
+        "logging_form": LoggingPolicyForm(initial={"stores_bodies": team.stores_bodies}),
+        "logging_form_name": LoggingPolicyForm.NAME,
         "grace_choices": GRACE_CHOICES,
         "default_grace_s": RotateKeyForm.base_fields["grace_s"].initial,
     }
@@ -104,11 +113,29 @@ def _team_page(request, team, *, invite_form=None, residency_form=None):
 @login_required
 def team_detail(request, team_id: int):
     if request.method == "POST":
-        # The page's own forms post here, named by `form` (the residency form is the one so far).
-        if request.POST.get("form") != ResidencyForm.NAME:
+        # The page's own forms post here, named by `form`.
+        changes = {ResidencyForm.NAME: _change_residency, LoggingPolicyForm.NAME: _change_logging_policy}
+        change = changes.get(request.POST.get("form"))
+        if change is None:
             return HttpResponseBadRequest("Unknown form.")
-        return _change_residency(request, access.team_to_manage(request.user, team_id))
+        return change(request, access.team_to_manage(request.user, team_id))
     return _team_page(request, access.team_to_view(request.user, team_id))
+
+
+def _change_logging_policy(request, team):
+    # A checkbox: always valid (unticked posts nothing, which is False).
+    form = LoggingPolicyForm(request.POST)
+    form.is_valid()
+    try:
+        team = services.set_team_logging_policy(
+            team=team, changed_by=request.user, stores_bodies=form.cleaned_data["stores_bodies"]
+        )
+    except PortalError as exc:
+        messages.error(request, as_sentence(exc))
+    else:
+        saved = "Bodies are stored" if team.stores_bodies else "No bodies are stored"
+        messages.success(request, f"Logging policy saved: {saved}. The gateways apply it within seconds.")
+    return redirect(reverse("console:team", args=[team.pk]) + "#logging")
 
 
 def _change_residency(request, team):

@@ -124,6 +124,7 @@ def _principals(keys) -> dict[int, Principal]:
             allowed_regions=_residency_regions(key.team.allowed_regions, key.allowed_regions),
             required_tags=_intern(frozenset(key.team.required_tags or ()) | frozenset(key.required_tags or ())),
             grants=grants,
+            stores_bodies=key.team.stores_bodies,
         )
     return found
 

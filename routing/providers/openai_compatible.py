@@ -1,6 +1,10 @@
 """OpenAI's own wire format: OpenAI, and every server that speaks it (vLLM, Ollama, llama.cpp, TGI, Mistral,
-Groq, Together, DeepSeek). Requests pass through with only `model` replaced; unknown fields are kept."""
+Groq, Together, DeepSeek). Requests pass through with only `model` replaced; unknown fields are kept.
 
+post() and open_events() are the two OpenAI-kind posts (a JSON answer, or an SSE stream of JSON events up to
+[DONE]): chat completions and embeddings here, and the Responses API (openai_responses.py), go through them."""
+
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -71,42 +75,41 @@ class OpenAICompatibleAdapter:
             payload.pop("stream_options", None)
         return orjson.dumps(payload)
 
-    async def chat(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+    async def post(self, client: httpx.AsyncClient, target: Target, url: str, content: bytes) -> dict[str, Any]:
+        """The JSON object an OpenAI-kind endpoint answers; its errors raised as UpstreamError."""
         raw = await http.post_json(
-            client,
-            self.chat_url(target),
-            target=target,
-            headers=self.headers(target),
-            content=self.upstream_body(target, body, stream=False),
-            parse_error=parse_openai_error,
+            client, url, target=target, headers=self.headers(target), content=content, parse_error=parse_openai_error
         )
-        payload = http.load_json_object(raw, target)
-        usage = usage_from_openai(payload.get("usage"))
-        return ChatResult(body=payload, usage=usage or TokenUsage(is_estimated=True))
+        return http.load_json_object(raw, target)
 
-    async def open_chat_stream(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatStream:
+    async def open_events(
+        self,
+        client: httpx.AsyncClient,
+        target: Target,
+        url: str,
+        content: bytes,
+        *,
+        usage_of: Callable[[dict[str, Any]], TokenUsage | None],
+    ) -> ChatStream:
+        """An OpenAI-kind stream: its SSE events as dicts, up to [DONE]. `usage_of(event)` reads an event's
+        usage (the stream's is the last one given) and raises UpstreamError for an error event."""
         response = await http.open_stream(
-            client,
-            self.chat_url(target),
-            target=target,
-            headers=self.headers(target),
-            content=self.upstream_body(target, body, stream=True),
-            parse_error=parse_openai_error,
+            client, url, target=target, headers=self.headers(target), content=content, parse_error=parse_openai_error
         )
         stream = ChatStream(chunks=None)  # type: ignore[arg-type]
 
-        async def chunks():
+        async def events():
             try:
-                async for _event, data in iter_sse(response.aiter_bytes()):
+                async for _name, data in iter_sse(response.aiter_bytes()):
                     if data == b"[DONE]":
                         break
-                    chunk = orjson.loads(data)
-                    if "error" in chunk and "choices" not in chunk:
-                        raise parse_openai_error(500, data, response.headers)
-                    usage = usage_from_openai(chunk.get("usage"))
+                    event = orjson.loads(data)
+                    if not isinstance(event, dict):
+                        continue
+                    usage = usage_of(event)
                     if usage is not None:
                         stream.usage = usage
-                    yield chunk
+                    yield event
             except httpx.HTTPError as exc:
                 raise UpstreamError(
                     f"deployment '{target.deployment}' broke off its stream ({type(exc).__name__})"
@@ -114,20 +117,26 @@ class OpenAICompatibleAdapter:
             finally:
                 await response.aclose()
 
-        stream.chunks = chunks()
+        stream.chunks = events()
         return stream
 
+    async def chat(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
+        content = self.upstream_body(target, body, stream=False)
+        payload = await self.post(client, target, self.chat_url(target), content)
+        usage = usage_from_openai(payload.get("usage"))
+        return ChatResult(body=payload, usage=usage or TokenUsage(is_estimated=True))
+
+    async def open_chat_stream(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatStream:
+        def usage_of(chunk: dict[str, Any]) -> TokenUsage | None:
+            if "error" in chunk and "choices" not in chunk:
+                raise parse_openai_error(500, orjson.dumps(chunk), httpx.Headers())
+            return usage_from_openai(chunk.get("usage"))
+
+        content = self.upstream_body(target, body, stream=True)
+        return await self.open_events(client, target, self.chat_url(target), content, usage_of=usage_of)
+
     async def embeddings(self, client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> EmbeddingsResult:
-        payload = dict(body)
-        payload["model"] = target.model
-        raw = await http.post_json(
-            client,
-            self.embeddings_url(target),
-            target=target,
-            headers=self.headers(target),
-            content=orjson.dumps(payload),
-            parse_error=parse_openai_error,
-        )
-        result = http.load_json_object(raw, target)
+        payload = {**body, "model": target.model}
+        result = await self.post(client, target, self.embeddings_url(target), orjson.dumps(payload))
         usage = usage_from_openai(result.get("usage")) or TokenUsage(is_estimated=True)
         return EmbeddingsResult(body=result, usage=usage)

@@ -9,14 +9,13 @@ import orjson
 
 from core.errors import UpstreamError
 from core.values import Target, TokenUsage
-from routing.providers import http
 from routing.providers.base import ChatResult, ChatStream
-from routing.providers.openai_compatible import OpenAICompatibleAdapter, parse_openai_error
-from routing.providers.sse import iter_sse
+from routing.providers.openai_compatible import OpenAICompatibleAdapter
 
 KINDS = frozenset({"openai", "openai-compatible"})  # Azure's and others' URL schemes differ: translated there
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
-_headers = OpenAICompatibleAdapter().headers
+# OpenAI's and the compatible servers' headers and posts are the same; only the path and usage differ.
+_openai = OpenAICompatibleAdapter()
 
 
 def serves(target: Target) -> bool:
@@ -34,6 +33,10 @@ def usage_from_response(usage: Any) -> TokenUsage | None:
     )
 
 
+def _url(target: Target) -> str:
+    return f"{target.base_url}/responses"
+
+
 def _body(target: Target, body: dict[str, Any], *, stream: bool) -> bytes:
     payload = {**body, "model": target.model, "stream": stream}
     if not stream:
@@ -41,53 +44,22 @@ def _body(target: Target, body: dict[str, Any], *, stream: bool) -> bytes:
     return orjson.dumps(payload)
 
 
+def _usage_of_event(event: dict[str, Any]) -> TokenUsage | None:
+    """A Responses event's usage: only its terminal event has one. An error event ends the stream."""
+    if event.get("type") == "error":
+        raise UpstreamError(str(event.get("message") or "upstream stream error"), code=event.get("code"))
+    if event.get("type") in TERMINAL_EVENTS:
+        return usage_from_response((event.get("response") or {}).get("usage"))
+    return None
+
+
 async def create(client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatResult:
-    raw = await http.post_json(
-        client,
-        f"{target.base_url}/responses",
-        target=target,
-        headers=_headers(target),
-        content=_body(target, body, stream=False),
-        parse_error=parse_openai_error,
-    )
-    payload = http.load_json_object(raw, target)
+    payload = await _openai.post(client, target, _url(target), _body(target, body, stream=False))
     usage = usage_from_response(payload.get("usage"))
     return ChatResult(body=payload, usage=usage or TokenUsage(is_estimated=True))
 
 
 async def open_stream(client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> ChatStream:
     """Yields the upstream's Responses events as dicts; `usage` is set from its terminal event."""
-    response = await http.open_stream(
-        client,
-        f"{target.base_url}/responses",
-        target=target,
-        headers=_headers(target),
-        content=_body(target, body, stream=True),
-        parse_error=parse_openai_error,
-    )
-    stream = ChatStream(chunks=None)  # type: ignore[arg-type]
-
-    async def events():
-        try:
-            async for _name, data in iter_sse(response.aiter_bytes()):
-                if data == b"[DONE]":
-                    break
-                event = orjson.loads(data)
-                if not isinstance(event, dict):
-                    continue
-                if event.get("type") == "error":
-                    raise UpstreamError(str(event.get("message") or "upstream stream error"), code=event.get("code"))
-                if event.get("type") in TERMINAL_EVENTS:
-                    usage = usage_from_response((event.get("response") or {}).get("usage"))
-                    if usage is not None:
-                        stream.usage = usage
-                yield event
-        except httpx.HTTPError as exc:
-            raise UpstreamError(
-                f"deployment '{target.deployment}' broke off its stream ({type(exc).__name__})"
-            ) from None
-        finally:
-            await response.aclose()
-
-    stream.chunks = events()
-    return stream
+    content = _body(target, body, stream=True)
+    return await _openai.open_events(client, target, _url(target), content, usage_of=_usage_of_event)

@@ -5,6 +5,10 @@ prepare()      the previous response's conversation (previous_response_id), this
 Turn.keep()    the answer stored for the team (store, true by default), before the client sees it: a
                previous_response_id sent right after the answer always finds it, in any gateway process
 KeepingRelay   the same for a stream, before its response.completed event goes out
+
+A team whose logging policy stores no bodies (Principal.stores_bodies, portal/services/logging_policy.py) has
+nothing kept: its answers say `store: false`, previous_response_id is a 400 naming the policy (not a 404 that
+would read as a lost conversation), and its ids answer 404 without a read.
 """
 
 from dataclasses import dataclass, field
@@ -22,6 +26,7 @@ from routing.proxy.responses_stream import ResponsesStreamEncoder
 
 MAX_ID_CHARS = 64
 MAX_PAGE = 100
+BODIES_NOT_STORED = "bodies_not_stored"
 
 
 @dataclass
@@ -30,6 +35,7 @@ class Turn:
     response_id: str
     chat_body: dict[str, Any]
     store: bool
+    body: dict[str, Any]  # the request as answered: its `store` as the team's logging policy allows
     input_items: list[dict[str, Any]] = field(default_factory=list)  # the conversation's, this turn's last
     conversation: list[dict[str, Any]] = field(default_factory=list)  # chat messages so far, no instructions
     native_body: dict[str, Any] = field(default_factory=dict)
@@ -57,6 +63,15 @@ async def prepare(call: Call, body: dict[str, Any]) -> Turn:
     history: list[dict[str, Any]] = []
     earlier_items: list[dict[str, Any]] = []
     previous_id = body.get("previous_response_id")
+    if not call.principal.stores_bodies:
+        if previous_id is not None:
+            raise InvalidRequest(
+                "This team's logging policy stores no bodies, so no response is kept to continue from: send the "
+                "whole conversation in 'input' instead of 'previous_response_id'.",
+                param="previous_response_id",
+                code=BODIES_NOT_STORED,
+            )
+        store = False
     if previous_id is not None:
         if not isinstance(previous_id, str):
             raise InvalidRequest("'previous_response_id' must be a string.", param="previous_response_id")
@@ -79,6 +94,7 @@ async def prepare(call: Call, body: dict[str, Any]) -> Turn:
         response_id=responses_api.new_response_id(),
         chat_body=chat_body,
         store=store,
+        body={**body, "store": store},
         input_items=earlier_items + items,
         conversation=conversation,
         native_body=_native_body(body, earlier_items + items),
@@ -136,8 +152,8 @@ class KeepingRelay:
 
 
 async def _load(principal: Principal, response_id: str) -> responses_store.Stored | None:
-    if len(response_id) > MAX_ID_CHARS:
-        return None  # never one of ours
+    if len(response_id) > MAX_ID_CHARS or not principal.stores_bodies:
+        return None  # never one of ours, or the team keeps none
     try:
         return await responses_store.load(principal.team_id, response_id)
     except DatabaseError:
@@ -153,7 +169,7 @@ async def stored_or_404(principal: Principal, response_id: str) -> responses_sto
 
 async def delete_or_404(principal: Principal, response_id: str) -> None:
     deleted = False
-    if len(response_id) <= MAX_ID_CHARS:
+    if len(response_id) <= MAX_ID_CHARS and principal.stores_bodies:
         try:
             deleted = await responses_store.delete(principal.team_id, response_id)
         except DatabaseError:

@@ -2,7 +2,9 @@
 every gateway process sees them, always read and written off the event loop (a thread per query).
 
 A team only ever reaches its own: another team's id is answered as an unknown one (404). Rows older than
-TOLLWAY_RESPONSES_RETENTION_DAYS are invisible at once and deleted by the purge task (purge_expired).
+TOLLWAY_RESPONSES_RETENTION_DAYS are invisible at once and deleted by the purge task (purge_expired), as are
+rows of teams whose logging policy stores no bodies (a gateway that had not yet applied the change may have
+stored one after the policy's own deletion).
 """
 
 import asyncio
@@ -13,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.models import Q
 from django.utils import timezone
 
 from routing.models import StoredResponse
@@ -77,10 +80,12 @@ async def delete(team_id: int, response_id: str) -> bool:
 
 
 def purge_expired(*, now: datetime | None = None, batch_size: int = 1000) -> int:
-    """Delete stored responses past retention, in batches (each its own statement); the number deleted."""
+    """Delete stored responses past retention or of teams that store no bodies, in batches (each its own
+    statement); the number deleted."""
     purged = 0
+    expired = Q(created_at__lt=horizon(now)) | Q(team__stores_bodies=False)
     while True:
-        ids = list(StoredResponse.objects.filter(created_at__lt=horizon(now)).values_list("pk", flat=True)[:batch_size])
+        ids = list(StoredResponse.objects.filter(expired).values_list("pk", flat=True)[:batch_size])
         if not ids:
             return purged
         purged += StoredResponse.objects.filter(pk__in=ids).delete()[0]

@@ -276,14 +276,14 @@ class ResponsesView(GatewayView):
                 result = await call.complete_chat(turn.chat_body, native=turn.native)
                 model = result.body["model"]  # the upstream model that answered
                 if turn.native.serves(call.target):
-                    answer = turn.native_answer(result.body, body=body, model=model)
+                    answer = turn.native_answer(result.body, body=turn.body, model=model)
                 else:
                     answer = responses_api.to_response(
-                        body, result.body, response_id=turn.response_id, model=model, usage=result.usage
+                        turn.body, result.body, response_id=turn.response_id, model=model, usage=result.usage
                     )
                 await turn.keep(answer)
                 return HttpResponse(orjson.dumps(answer), content_type=JSON, headers=call.headers())
-            encoder = ResponsesStreamEncoder(body=body, response_id=turn.response_id)
+            encoder = ResponsesStreamEncoder(body=turn.body, response_id=turn.response_id)
             relay = await call.open_chat_stream(
                 turn.chat_body,
                 native=turn.native,

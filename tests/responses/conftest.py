@@ -22,6 +22,12 @@ KINDS = ("openai-compatible", "anthropic")
 REPLIES = {"openai-compatible": openai_server.REPLY, "anthropic": anthropic_server.REPLY}
 STREAMED = "Hello from the stream."
 MODELS = {"chat": "test-model", "tools": "test-tools", "short": "test-max-tokens", "json": "test-json"}
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 @dataclass

@@ -17,19 +17,13 @@ from langchain_openai import ChatOpenAI
 from routing.credentials import encrypt_secret
 from tests.factories import DeploymentFactory, ProviderFactory, make_alias
 from tests.gateway import start_gateway, wait_for_usage
-from tests.responses.conftest import REPLIES
+from tests.responses.conftest import REPLIES, WEATHER_TOOL
 from tests.responses.test_agent_frameworks import get_weather, weather_calls
 from tests.upstreams import responses_server
 from tests.upstreams.responses_server import ResponsesUpstream
 from tests.upstreams.server import LoopbackServer, read_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
 
 
 @pytest.fixture

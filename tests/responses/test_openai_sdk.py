@@ -6,16 +6,9 @@ import json
 import pytest
 
 from tests.gateway import wait_for_usage
-from tests.responses.conftest import STREAMED
+from tests.responses.conftest import STREAMED, WEATHER_TOOL
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
 
 
 def test_create_answers_text_with_exact_usage(gateway):

@@ -155,4 +155,10 @@ def test_fail_over_and_upstream_errors_keep_their_statuses_and_records(catalogue
         answered.usage.input_tokens,
         answered.usage.output_tokens,
     )
-    assert records[0].cost_usd > 0 and all(r.cost_usd == 0 for r in records[2:])
+    # The streamed fail-over too: one record, of the deployment that answered, with the tokens the client saw.
+    assert (records[1].prompt_tokens, records[1].completion_tokens, records[1].estimated) == (
+        streamed.usage.input_tokens,
+        streamed.usage.output_tokens,
+        False,
+    )
+    assert records[0].cost_usd > 0 and records[1].cost_usd > 0 and all(r.cost_usd == 0 for r in records[2:])
