@@ -495,34 +495,61 @@ def plot(points: list[Point], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     premium = next(p for p in points if p.strategy == "always-premium")
-    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for name in dict.fromkeys(p.strategy for p in points):
-        mine = sorted((p for p in points if p.strategy == name), key=lambda p: p.cost)
+    figure, axes = plt.subplots(figsize=(8, 5), dpi=110)
+    names = list(dict.fromkeys(p.strategy for p in points))
+    colours = plt.get_cmap("tab20").colors
+    for n, name in enumerate(names):
+        mine = [p for p in points if p.strategy == name]
+        # A sweep is drawn along its own parameter, the verifier's noise in its order, the rest by cost.
+        mine.sort(key=lambda p: (p.noise, 0) if p.noise is not None else (0, p.cost))
         costs = [float(p.cost / premium.cost) for p in mine]  # plot only: Decimal to float
         is_chosen = name == "learned-recommended"  # the train-chosen point: the one that answers the bar
+        label = name
+        if is_chosen:
+            label = f"{name} (chosen on train)"
+        elif mine[0].noise is not None:
+            label = f"{name} (verifier noise {mine[0].noise:.0%}-{mine[-1].noise:.0%})"
         axes.plot(
             costs,
             [p.accuracy for p in mine],
             marker="*" if is_chosen else "o",
-            markersize=14 if is_chosen else 6,
-            label=f"{name} (chosen on train)" if is_chosen else name,
+            markersize=16 if is_chosen else (8 if len(mine) == 1 else 5),
+            color=colours[(2 * n) % 20 + (n // 10) % 2],
+            label=label,
             linestyle="-" if len(mine) > 1 else "",
+            zorder=4 if len(mine) == 1 else 2,
         )
+        for p, x in zip(mine, costs, strict=True):
+            if p.noise is not None:
+                axes.annotate(f"{p.noise:.0%}", (x, p.accuracy), textcoords="offset points", xytext=(5, 2), fontsize=7)
     axes.axhline(0.95 * premium.accuracy, color="grey", linestyle=":", linewidth=1, label="95% of premium accuracy")
     axes.set_xlabel("cost relative to always-premium")
     axes.set_ylabel("accuracy on held-out prompts")
     axes.set_title("RouterBench (ARC-Challenge, MBPP, Winogrande) through the gateway")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     figure.savefig(path)
+
+
+def save_points(points: list[Point], path: Path) -> None:
+    rows = [{**p.__dict__, "cost": str(p.cost), "routes": []} for p in points]
+    path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+
+
+def load_points(path: Path) -> list[Point]:
+    return [Point(**{**row, "cost": Decimal(row["cost"])}) for row in json.loads(path.read_text(encoding="utf-8"))]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated strategy names (always-premium is always run)")
     parser.add_argument("--limit", type=int, help="replay only the first N test prompts (a quick look)")
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from the last run's points only")
     args = parser.parse_args()
+    if args.replot:
+        plot(load_points(RESULTS / "routing_eval.json"), RESULTS / "routing_eval.png")
+        return
     wanted = set(args.only.split(",")) | {"always-premium"} if args.only else None
     # "learned" names its variants too (learned-trade-off)
     is_wanted = lambda name: wanted is None or any(name == w or name.startswith(f"{w}-") for w in wanted)  # noqa: E731
@@ -580,6 +607,7 @@ def main() -> None:
                     print(f"{point.label}: accuracy {point.accuracy:.3f}, cost {point.cost:.4f}", flush=True)
                     points.append(point)
     RESULTS.mkdir(exist_ok=True)
+    save_points(points, RESULTS / "routing_eval.json")
     table = report(points, skipped, context)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / "routing_eval.md").write_text(table, encoding="utf-8")

@@ -5,7 +5,9 @@ features of the routing text (lower-cased word unigrams and bigrams in 2**FEATUR
 L2-normalised) and one L2-regularised logistic regression per deployment on its score (0-1: a fractional score
 is a soft label). Trained by AdaGrad over a seeded shuffle, so the same file and seed give the same bytes.
 Pure Python and no Django: bench/ and the tests drive it alone, and a prediction reads only the few hundred
-buckets the prompt touches.
+buckets the prompt touches. Each stored version also carries its cross-validation on the training file and the
+operating point recommended from it (routing/engine/learned_cv.py), which `choose` uses when neither the alias
+nor the call sets a floor or a trade-off.
 """
 
 import array
