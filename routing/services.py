@@ -153,13 +153,14 @@ def train_router(
         raise TrainingFileError(errors)
     scored = {name for _, scores in examples for name in scores}
     deployments = [name for name in known if name in scored]
-    # Minutes of CPU at most for the largest file: outside the transaction, so no row is held meanwhile.
     prices = {
         name: (input_price, output_price)
         for name, input_price, output_price in Deployment.objects.filter(name__in=deployments).values_list(
             "name", "input_per_1m", "output_per_1m"
         )
     }
+    # Six trainings (five folds and the final model), minutes of CPU for the largest file: outside the
+    # transaction, so no row is held meanwhile.
     model = learned_cv.fit(examples, deployments, prices=prices, seed=seed, keep=keep)
     blob = learned.to_bytes(model)
     with transaction.atomic():
