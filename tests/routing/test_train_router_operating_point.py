@@ -102,3 +102,15 @@ def test_a_keep_out_of_range_is_refused(tmp_path, keep):
     with pytest.raises(CommandError, match="--keep must be from 0.5 to 1"):
         train(tmp_path, "--keep", keep)
     assert not LearnedRouter.objects.exists()
+
+
+def test_a_file_too_small_to_cross_validate_is_stored_without_a_recommended_point(tmp_path):
+    alias_priced("0.2")
+    path = tmp_path / "few.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in LINES[:5] + LINES[-4:]))
+    out = StringIO()
+
+    call_command("train_router", "smart", str(path), stdout=out)
+
+    assert stored_validation() is None
+    assert "no cross-validation: fewer than 10 lines score every deployment" in out.getvalue()
