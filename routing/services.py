@@ -16,7 +16,7 @@ from django.db.models import Max
 
 from portal.services import audit
 from routing.catalogue import CatalogueError, import_catalogue
-from routing.engine import learned
+from routing.engine import learned, learned_cv
 from routing.models import AliasDeployment, Deployment, LearnedRouter, ModelAlias, Provider
 
 # Model field -> catalogue document key, where they differ.
@@ -128,10 +128,14 @@ class TrainingFileError(Exception):
         self.errors = errors
 
 
-def train_router(*, alias: ModelAlias, lines: Iterable[str], seed: int = learned.SEED) -> LearnedRouter:
+def train_router(
+    *, alias: ModelAlias, lines: Iterable[str], seed: int = learned.SEED, keep: float = learned_cv.KEEP
+) -> LearnedRouter:
     """Train the alias's next learned-router version from JSON lines and store it; the alias routes with it
     from the next snapshot on (the change feed carries it to every process). Every line is checked first:
-    one bad line refuses the whole file. The same file and seed give the same model bytes."""
+    one bad line refuses the whole file. The same file and seed give the same model bytes. The version also
+    stores its cross-validation on the file and the operating point recommended to keep `keep` of the best
+    deployment's quality (routing/engine/learned_cv.py)."""
     digest = hashlib.sha256()
 
     def hashed(source: Iterable[str]):
@@ -149,8 +153,15 @@ def train_router(*, alias: ModelAlias, lines: Iterable[str], seed: int = learned
         raise TrainingFileError(errors)
     scored = {name for _, scores in examples for name in scores}
     deployments = [name for name in known if name in scored]
-    # Minutes of CPU at most for the largest file: outside the transaction, so no row is held meanwhile.
-    model = learned.train(examples, deployments, seed=seed)
+    prices = {
+        name: (input_price, output_price)
+        for name, input_price, output_price in Deployment.objects.filter(name__in=deployments).values_list(
+            "name", "input_per_1m", "output_per_1m"
+        )
+    }
+    # Six trainings (five folds and the final model), minutes of CPU for the largest file: outside the
+    # transaction, so no row is held meanwhile.
+    model = learned_cv.fit(examples, deployments, prices=prices, seed=seed, keep=keep)
     blob = learned.to_bytes(model)
     with transaction.atomic():
         ModelAlias.objects.select_for_update().filter(pk=alias.pk).first()  # one new version at a time

@@ -5,10 +5,13 @@ features of the routing text (lower-cased word unigrams and bigrams in 2**FEATUR
 L2-normalised) and one L2-regularised logistic regression per deployment on its score (0-1: a fractional score
 is a soft label). Trained by AdaGrad over a seeded shuffle, so the same file and seed give the same bytes.
 Pure Python and no Django: bench/ and the tests drive it alone, and a prediction reads only the few hundred
-buckets the prompt touches.
+buckets the prompt touches. Each stored version also carries its cross-validation on the training file and the
+operating point recommended from it (routing/engine/learned_cv.py), which `choose` uses when neither the alias
+nor the call sets a floor or a trade-off.
 """
 
 import array
+import json
 import math
 import random
 import re
@@ -26,7 +29,40 @@ L2 = 1e-3
 SEED = 12
 TEXT_CHARS = 2000  # as constraints.ROUTING_TEXT_CHARS: train on what the router sees at request time
 _WORDS = re.compile(r"\w+")
-_FORMAT = b"TLR1"  # the stored blob's magic and format version
+_FORMAT_V1 = b"TLR1"  # weights only (models trained before cross-validation; still read)
+_FORMAT = b"TLR2"  # the stored blob's magic and format version: weights and the cross-validation
+
+
+@dataclass(frozen=True, slots=True)
+class OperatingPoint:
+    """One way to route with the model, as cross-validation scored it (routing/engine/learned_cv.py): a floor
+    (the cheapest deployment predicted to meet it) or a trade-off (the best `quality - x * relative cost`)."""
+
+    floor: float | None
+    trade_off: float
+    quality: float  # out-of-fold mean score of the deployments this point chose
+    quality_share: float  # quality / the best single deployment's
+    cost_share: float  # estimated cost / the best single deployment's
+    # quality_share less one standard error of the paired difference (each line's routed score - keep x the best
+    # deployment's score on it): the recommended point is the cheapest with this >= keep
+    quality_share_low: float
+
+    @property
+    def label(self) -> str:
+        return f"floor {self.floor:g}" if self.floor is not None else f"trade-off {self.trade_off:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class CrossValidation:
+    """What k-fold cross-validation on the training file found, stored with the model version."""
+
+    folds: int
+    examples: int  # the lines that score every deployment (the only ones a routing choice can be scored on)
+    keep: float  # the target: keep this share of the best deployment's quality
+    best: str  # the best single deployment on the file (highest mean score)
+    best_quality: float
+    curve: tuple[OperatingPoint, ...]
+    recommended: OperatingPoint | None  # None: no point keeps `keep` of the best's quality with the margin
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -35,6 +71,7 @@ class LearnedModel:
     bits: int
     weights: tuple[array.array, ...]  # per deployment: 2**bits float32 weights; the bias is its last entry
     version: int = 0  # the alias's model version (the database's), set when loaded
+    cross_validation: CrossValidation | None = None  # None: trained without it (format TLR1, or too few lines)
 
     def predict(self, text: str) -> dict[str, float]:
         """Each deployment's predicted quality (0-1) on this routing text."""
@@ -108,27 +145,71 @@ def train(
 
 
 def to_bytes(model: LearnedModel) -> bytes:
-    """Magic, bits, the deployment names, then each deployment's float32 weights (little-endian), zlib'd."""
+    """Magic, bits, the deployment names, the cross-validation as JSON (sorted keys: the same bytes every time),
+    then each deployment's float32 weights (little-endian), zlib'd."""
     names = "\n".join(model.deployments).encode()
-    header = _FORMAT + struct.pack("<BI", model.bits, len(names)) + names
+    validation = json.dumps(_validation_to_json(model.cross_validation), sort_keys=True, separators=(",", ":"))
+    meta = validation.encode()
+    header = _FORMAT + struct.pack("<BI", model.bits, len(names)) + names + struct.pack("<I", len(meta)) + meta
     body = b"".join(_little_endian(w).tobytes() for w in model.weights)
     return zlib.compress(header + body, 9)
 
 
 def from_bytes(blob: bytes, *, version: int = 0) -> LearnedModel:
     raw = zlib.decompress(blob)
-    if raw[:4] != _FORMAT:
+    if raw[:4] not in (_FORMAT, _FORMAT_V1):
         raise ValueError("not a learned router model (or a newer format)")
     bits, name_bytes = struct.unpack_from("<BI", raw, 4)
     start = 4 + struct.calcsize("<BI")
     deployments = tuple(raw[start : start + name_bytes].decode().split("\n"))
-    offset, width = start + name_bytes, 4 * ((1 << bits) + 1)
+    offset, validation = start + name_bytes, None
+    if raw[:4] == _FORMAT:
+        (meta_bytes,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        validation = _validation_from_json(json.loads(raw[offset : offset + meta_bytes]))
+        offset += meta_bytes
+    width = 4 * ((1 << bits) + 1)
     weights = []
     for k in range(len(deployments)):
         w = array.array("f")
         w.frombytes(raw[offset + k * width : offset + (k + 1) * width])
         weights.append(_little_endian(w))
-    return LearnedModel(deployments=deployments, bits=bits, weights=tuple(weights), version=version)
+    return LearnedModel(
+        deployments=deployments, bits=bits, weights=tuple(weights), version=version, cross_validation=validation
+    )
+
+
+def _point_to_json(point: OperatingPoint) -> list:
+    return [point.floor, point.trade_off, point.quality, point.quality_share, point.cost_share, point.quality_share_low]
+
+
+def _validation_to_json(validation: CrossValidation | None) -> dict | None:
+    if validation is None:
+        return None
+    return {
+        "folds": validation.folds,
+        "examples": validation.examples,
+        "keep": validation.keep,
+        "best": validation.best,
+        "best_quality": validation.best_quality,
+        "curve": [_point_to_json(p) for p in validation.curve],
+        "recommended": None if validation.recommended is None else _point_to_json(validation.recommended),
+    }
+
+
+def _validation_from_json(data: dict | None) -> CrossValidation | None:
+    if data is None:
+        return None
+    recommended = data["recommended"]
+    return CrossValidation(
+        folds=data["folds"],
+        examples=data["examples"],
+        keep=data["keep"],
+        best=data["best"],
+        best_quality=data["best_quality"],
+        curve=tuple(OperatingPoint(*p) for p in data["curve"]),
+        recommended=None if recommended is None else OperatingPoint(*recommended),
+    )
 
 
 def _little_endian(w: array.array) -> array.array:
@@ -204,7 +285,30 @@ def _line_problem(item: object, known: set[str]) -> str:
     return ""
 
 
-# --- at request time -----------------------------------------------------------------------------------------------
+# --- at request time (and in cross-validation: it must route as the router does) ------------------------------
+
+
+def rank(
+    predicted: Sequence[float], costs: Sequence, *, floor: float | None, trade_off: float
+) -> tuple[list[int], bool]:
+    """Indices in the order to try (choose's rule, below), and whether any prediction met the floor."""
+    dearest = max(costs, default=0) or 1
+    indices = range(len(predicted))
+
+    def value(i: int) -> float:
+        return predicted[i] - trade_off * float(costs[i] / dearest)
+
+    by_quality = sorted(indices, key=lambda i: (-predicted[i], costs[i], i))
+    meeting = [i for i in indices if floor is not None and predicted[i] >= floor]
+    if meeting:
+        if trade_off > 0:
+            first = sorted(meeting, key=lambda i: (-value(i), costs[i], i))
+        else:
+            first = sorted(meeting, key=lambda i: (costs[i], i))
+        return first + [i for i in by_quality if i not in meeting], True
+    if floor is None and trade_off > 0:
+        return sorted(indices, key=lambda i: (-value(i), costs[i], i)), False
+    return by_quality, False
 
 
 def choose(
@@ -221,28 +325,22 @@ def choose(
     With a floor: the cheapest whose prediction meets it (trade_off > 0: the best `quality - trade_off x cost
     relative to the dearest` among those that meet it), then the others, best predicted first; when none meets
     it, the best predicted first. Without a floor: by `quality - trade_off x relative cost`. A deployment the
-    model was not trained on is predicted nothing and goes last."""
+    model was not trained on is predicted nothing and goes last.
+
+    With neither a floor nor a trade-off (the alias sets none and the caller sends no x-tollway-min-quality), the
+    model's own recommended point is used: the one its cross-validation chose (learned_cv.recommend)."""
+    recommended = None
+    if floor is None and trade_off == 0 and model.cross_validation is not None:
+        recommended = model.cross_validation.recommended
+        if recommended is not None:
+            floor, trade_off = recommended.floor, recommended.trade_off
     predicted = model.predict(text)
-    dearest = max((c for c in costs), default=0) or 1
     known = [i for i, t in enumerate(targets) if t.deployment in predicted]
     unknown = [i for i, t in enumerate(targets) if t.deployment not in predicted]
-
-    def value(i: int) -> float:
-        return predicted[targets[i].deployment] - trade_off * float(costs[i] / dearest)
-
-    by_quality = sorted(known, key=lambda i: (-predicted[targets[i].deployment], costs[i], i))
-    meeting = [i for i in known if floor is not None and predicted[targets[i].deployment] >= floor]
-    if meeting:
-        if trade_off > 0:
-            first = sorted(meeting, key=lambda i: (-value(i), costs[i], i))
-        else:
-            first = sorted(meeting, key=lambda i: (costs[i], i))
-        ranked = first + [i for i in by_quality if i not in meeting]
-    elif floor is None and trade_off > 0:
-        ranked = sorted(known, key=lambda i: (-value(i), costs[i], i))
-    else:
-        ranked = by_quality
-    ranked += unknown
+    ranked_known, meeting = rank(
+        [predicted[targets[i].deployment] for i in known], [costs[i] for i in known], floor=floor, trade_off=trade_off
+    )
+    ranked = [known[j] for j in ranked_known] + unknown
     estimates = {
         targets[i].deployment: f"predicted {predicted[targets[i].deployment]:.2f}" if i in known else "not trained"
         for i in ranked
@@ -251,9 +349,11 @@ def choose(
         return [targets[i] for i in ranked], f"v{model.version}: none of these trained, priority order", estimates
     top = targets[ranked[0]].deployment
     said = [f"v{model.version}"]
-    if floor is not None:
+    if recommended is not None:
+        said.append(f"recommended {recommended.label}" + ("" if floor is None or meeting else " unmet"))
+    elif floor is not None:
         said.append(f"floor {floor:g}" if meeting else f"floor {floor:g} unmet")
-    if trade_off > 0:
+    if trade_off > 0 and recommended is None:
         said.append(f"trade-off {trade_off:g}")
     reason = f"{', '.join(said)}: {top} {predicted[top]:.2f}"
     if floor is not None and not meeting:
