@@ -44,7 +44,8 @@ def test_a_prompt_call_is_rendered_routed_and_recorded_like_the_chat_call_beside
     assert answer.headers["x-tollway-prompt"] == "ticker-summary@1"
     assert answer.headers["x-tollway-deployment"] == "main-gpt-4o-mini"
     body = answer.json()
-    assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"] == chat.choices[0].message.content
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["content"] == chat.choices[0].message.content
     sent = openai_upstream.log.last["json"]
     assert sent["messages"] == [
         {"role": "system", "content": "You are a terse equity analyst."},
