@@ -336,10 +336,10 @@ def pick_version(split: Mapping[str, int], *, rng: random.Random | None = None) 
     return int(next(reversed(split)))
 
 
-def sticky_draw(*, template_id: int, user: str) -> random.Random:
-    """The same draw for the same caller's `user` of one template, in every process: a split then serves each
-    user one version while it stands, and the shares hold over many users."""
-    digest = hashlib.sha256(f"{template_id}:{user}".encode()).digest()
+def sticky_draw(*, slug: str, user: str) -> random.Random:
+    """The same draw for the same `user` of one template (by slug), in every process and after restarts: a
+    split then serves each user one version while it stands, and the shares hold over many users."""
+    digest = hashlib.sha256(f"{slug}\n{user}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 

@@ -186,7 +186,7 @@ def _drawn(principal: Principal, prompt: PublishedPrompt, body: dict) -> int:
         raise PromptNotPublished(f"{prompt.slug} has no version published in {environment}.")
     user = body.get("user")
     if isinstance(user, str) and user:
-        rng = templates.sticky_draw(template_id=prompt.template_id, user=user[:MAX_USER_CHARS])
+        rng = templates.sticky_draw(slug=prompt.slug, user=user[:MAX_USER_CHARS])
         return templates.pick_version(split, rng=rng)
     return templates.pick_version(split)
 
