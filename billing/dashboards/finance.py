@@ -149,6 +149,12 @@ def top_aliases(filters: Filters, *, n: int | None = TOP_N) -> list[dict]:
     ]
 
 
+def top_prompts(filters: Filters, *, n: int | None = TOP_N) -> list[dict]:
+    """Prompt calls (/v1/prompts) per prompt and version, costliest first; "prompt_label" is slug@version."""
+    rows = aggregate_rows(filters).exclude(prompt="").values("prompt", "prompt_version")
+    return [row | {"prompt_label": f"{row['prompt']}@{row['prompt_version']}"} for row in _ranked(rows, n)]
+
+
 NO_STRATEGY = "(not routed)"  # refused before routing (auth, limits, bad input): no strategy was applied
 
 

@@ -105,3 +105,28 @@ def test_export_usage_carries_prompt_and_version_in_csv_and_jsonl(team):
 
     assert [(r["prompt"], r["prompt_version"]) for r in csv_rows] == [("ticker", "3"), ("", "")]
     assert [(r["prompt"], r["prompt_version"]) for r in json_rows] == [("ticker", 3), ("", None)]
+
+
+def test_the_finance_and_operator_dashboards_and_the_csv_show_prompts_by_version(client, team):
+    def aggregate(**fields):
+        UsageAggregate.objects.create(
+            granularity="day", bucket_start=DAY, status_class="2xx", tenant_id=team.tenant_id, team_id=team.pk,
+            tenant_name=team.tenant.name, team_name=team.name, alias="gpt-4o-mini", **fields,
+        )  # fmt: skip
+
+    aggregate(prompt="ticker", prompt_version=1, requests=3, cost_usd=Decimal("0.3"))
+    aggregate(prompt="ticker", prompt_version=2, requests=5, errors=1, cost_usd=Decimal("0.5"))
+    aggregate(requests=7)  # chat calls: not a prompt row
+    day = DAY.date()
+    dates = {"from": (day - timedelta(days=1)).isoformat(), "to": (day + timedelta(days=1)).isoformat()}
+    admin = MembershipFactory(team=None, tenant=team.tenant, role=Membership.Role.TENANT_ADMIN).user
+    client.force_login(admin)
+
+    finance = client.get("/console/dashboards/", dates).content.decode()
+    operator = client.get("/console/dashboards/operations/", dates).content.decode()
+    exported = list(csv.reader(io.StringIO(client.get("/console/dashboards/csv/prompts/", dates).content.decode())))
+
+    assert "ticker@1" in finance and "ticker@2" in finance
+    assert 'data-testid="table-prompts"' in operator and "ticker@2" in operator
+    assert exported[0][:4] == ["Prompt", "Version", "Requests", "Input tokens"]
+    assert [row[:3] for row in exported[1:]] == [["ticker", "2", "5"], ["ticker", "1", "3"]]
