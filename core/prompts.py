@@ -9,6 +9,10 @@ anything but a plain name is refused when the template is saved. A literal `{{` 
 Variable specs (the REST shape): {"ticker": {"type": "string", "required": true},
 "quarter": {"type": "enum", "values": ["Q1", "Q2"], "default": "Q1"}}. Types: string, number, integer,
 boolean, enum, json. A variable is required unless it is marked `"required": false` or has a default.
+
+The gateway's view of published templates (PublishedPrompt, FrozenVersion, PromptCatalogue, loaded by
+routing/control_plane/loader.py) and the sticky draw of a split's version per caller are here too: Django-free
+values the data plane serves from memory.
 """
 
 import hashlib

@@ -1,5 +1,5 @@
-"""Reads what the data plane needs from the database: the catalogue, limits and budgets as wholes (small), keys one
-at a time or by id (there may be millions), and the change feed. Every function here runs on the database
+"""Reads what the data plane needs from the database: the catalogue, limits, budgets and prompts as wholes
+(small), keys one at a time or by id (there may be millions), and the change feed. Every function here runs on the database
 thread (config/db_thread.py), never on the event loop."""
 
 import logging
