@@ -1,6 +1,6 @@
 """Reads what the data plane needs from the database: the catalogue, limits, budgets and prompts as wholes
-(small), keys one at a time or by id (there may be millions), and the change feed. Every function here runs on the database
-thread (config/db_thread.py), never on the event loop."""
+(small), keys one at a time or by id (there may be millions), and the change feed. Every function here runs on
+the database thread (config/db_thread.py), never on the event loop."""
 
 import logging
 import os
