@@ -130,3 +130,12 @@ def test_the_finance_and_operator_dashboards_and_the_csv_show_prompts_by_version
     assert 'data-testid="table-prompts"' in operator and "ticker@2" in operator
     assert exported[0][:4] == ["Prompt", "Version", "Requests", "Input tokens"]
     assert [row[:3] for row in exported[1:]] == [["ticker", "2", "5"], ["ticker", "1", "3"]]
+
+
+def test_a_prompt_calls_request_page_names_the_prompt_and_its_version(client, team):
+    record = use(team, prompt="ticker", version=2)
+    client.force_login(MembershipFactory(team=team, role=Membership.Role.MEMBER).user)
+
+    page = client.get(f"/console/requests/{record.request_id}/").content.decode()
+
+    assert '<code data-testid="prompt">ticker@2</code>' in page
