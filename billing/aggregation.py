@@ -63,6 +63,7 @@ DIMENSIONS = (
     "deployment",
     "provider",
     "prompt",
+    "prompt_version",
     "status_class",
     "cache_hit",
     "error_type",

@@ -35,6 +35,8 @@ FIELDS = (
     "baseline_cost_usd",
     "experiment",
     "experiment_arm",
+    "prompt",
+    "prompt_version",
 )
 
 
@@ -68,6 +70,8 @@ def as_row(record: UsageRecord) -> dict:
         "baseline_cost_usd": format(record.baseline_cost_usd, "f"),
         "experiment": decision.get("experiment") or "",
         "experiment_arm": decision.get("arm") or "",
+        "prompt": record.prompt,  # the prompt template's slug; "" for calls that used none
+        "prompt_version": record.prompt_version,
     }
 
 

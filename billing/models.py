@@ -28,7 +28,8 @@ class UsageRecord(models.Model):
     alias = models.CharField(max_length=150, blank=True)
     deployment = models.CharField(max_length=150, blank=True)
     provider = models.CharField(max_length=100, blank=True)
-    prompt = models.CharField(max_length=150, blank=True)  # prompt template, when the call used one
+    prompt = models.CharField(max_length=150, blank=True)  # prompt template's slug, when the call used one
+    prompt_version = models.PositiveIntegerField(null=True, blank=True)  # the version of it that was served
     status = models.PositiveSmallIntegerField()  # HTTP status returned to the client
     error_type = models.CharField(max_length=64, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -98,6 +99,7 @@ class UsageAggregate(models.Model):
     deployment = models.CharField(max_length=150, blank=True)
     provider = models.CharField(max_length=100, blank=True)
     prompt = models.CharField(max_length=150, blank=True)
+    prompt_version = models.PositiveIntegerField(null=True)
     status_class = models.CharField(max_length=3)  # 2xx | 4xx | 5xx
     cache_hit = models.BooleanField(default=False)
     error_type = models.CharField(max_length=64, blank=True)

@@ -97,6 +97,7 @@ def _store_rows(rows: list[dict], *, check_links: bool) -> int:
             # Rows queued by an older version lack these; their baseline is their own cost.
             baseline_cost_usd=Decimal(row.get("baseline_cost_usd", row["cost_usd"])),
             prompt=row.get("prompt", ""),
+            prompt_version=row.get("prompt_version"),  # rows queued by an older version lack it
             cache_hit=row.get("cache_hit", False),
             # Rows queued by an older version have no routing decision.
             strategy=row.get("strategy", ""),
@@ -152,7 +153,7 @@ def _supersede_interrupted(*, records: list[UsageRecord]) -> None:
         if record.request_id in interrupted:
             fields = {name: getattr(record, name) for name in _SUPERSEDED_FIELDS}
             fields.update(cost_usd=record.cost_usd, baseline_cost_usd=record.baseline_cost_usd)
-            fields.update(prompt=record.prompt, cache_hit=record.cache_hit)
+            fields.update(prompt=record.prompt, prompt_version=record.prompt_version, cache_hit=record.cache_hit)
             # A new stored_at: aggregation recomputes the hour that counted the interrupted record.
             UsageRecord.objects.filter(request_id=record.request_id, error_type=INTERRUPTED).update(
                 **fields, stored_at=timezone.now()

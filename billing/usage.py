@@ -26,7 +26,8 @@ class UsageEvent:
     alias: str = ""
     deployment: str = ""
     provider: str = ""
-    prompt: str = ""
+    prompt: str = ""  # the prompt template's slug, on /v1/prompts calls
+    prompt_version: int | None = None  # the version it served
     subscription_id: int | None = None
     status: int = 0
     error_type: str = ""
@@ -62,6 +63,10 @@ class UsageEvent:
             principal=principal,
             endpoint=endpoint,
         )
+
+    def prompt_label(self) -> str:
+        """slug@version: the x-tollway-prompt header, and the routing decision's `prompt`."""
+        return f"{self.prompt}@{self.prompt_version}"
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
@@ -122,6 +127,7 @@ class UsageEvent:
                 "deployment": self.deployment,
                 "provider": self.provider,
                 "prompt": self.prompt,
+                "prompt_version": self.prompt_version,
                 "subscription_id": self.subscription_id,
                 "status": self.status,
                 "error_type": self.error_type,
@@ -138,6 +144,11 @@ class UsageEvent:
                 "ttfb_ms": self.ttfb_ms,
                 "upstream_latency_ms": self.upstream_latency_ms,
                 "strategy": self.strategy,
-                "decision": self.decision,
+                "decision": self._decision_record(),
             }
         )
+
+    def _decision_record(self) -> dict | None:
+        if self.decision is None or self.prompt_version is None:
+            return self.decision
+        return {**self.decision, "prompt": self.prompt_label()}

@@ -45,6 +45,8 @@ ROUTES = {
     "/v1/feedback": views.FeedbackView.as_view(),
     "/v1/responses": views.ResponsesView.as_view(),
 }
+PROMPT_PREFIX, PROMPT_SUFFIX = "/v1/prompts/", "/completions"
+PROMPT_VIEW = views.PromptCompletionsView.as_view()
 MODEL_DETAIL_PREFIX = "/v1/models/"
 RESPONSE_DETAIL_PREFIX = "/v1/responses/"
 STORED_RESPONSE_VIEW = views.StoredResponseView.as_view()
@@ -109,6 +111,13 @@ def _stored_response_route(rest: str):
     return STORED_RESPONSE_VIEW, {"response_id": response_id, "part": part}
 
 
+def _prompt_route(reference: str):
+    """/v1/prompts/{slug}/completions and /v1/prompts/{slug}@{version}/completions."""
+    if not reference or "/" in reference:
+        return None, {}
+    return PROMPT_VIEW, {"reference": reference}
+
+
 async def handle_v1(scope, receive, send) -> None:
     request_id = new_request_id()
     path = scope["path"]
@@ -117,6 +126,8 @@ async def handle_v1(scope, receive, send) -> None:
         view, kwargs = ROUTES["/v1/models"], {"model_id": path[len(MODEL_DETAIL_PREFIX) :]}
     if view is None and path.startswith(RESPONSE_DETAIL_PREFIX):
         view, kwargs = _stored_response_route(path[len(RESPONSE_DETAIL_PREFIX) :])
+    if view is None and path.startswith(PROMPT_PREFIX) and path.endswith(PROMPT_SUFFIX):
+        view, kwargs = _prompt_route(path[len(PROMPT_PREFIX) : -len(PROMPT_SUFFIX)])
     limit = settings.TOLLWAY_MAX_BODY_BYTES
     try:
         body, too_large = await _read_body(receive, limit)

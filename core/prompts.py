@@ -9,14 +9,19 @@ anything but a plain name is refused when the template is saved. A literal `{{` 
 Variable specs (the REST shape): {"ticker": {"type": "string", "required": true},
 "quarter": {"type": "enum", "values": ["Q1", "Q2"], "default": "Q1"}}. Types: string, number, integer,
 boolean, enum, json. A variable is required unless it is marked `"required": false` or has a default.
+
+The gateway's view of published templates (PublishedPrompt, FrozenVersion, PromptCatalogue, loaded by
+routing/control_plane/loader.py) and the sticky draw of a split's version per caller are here too: Django-free
+values the data plane serves from memory.
 """
 
+import hashlib
 import json
 import math
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.bounds import clip
@@ -333,3 +338,62 @@ def pick_version(split: Mapping[str, int], *, rng: random.Random | None = None) 
         if draw < running:
             return int(version)
     return int(next(reversed(split)))
+
+
+def sticky_draw(*, slug: str, user: str) -> random.Random:
+    """The same draw for the same `user` of one template (by slug), in every process and after restarts: a
+    split then serves each user one version while it stands, and the shares hold over many users."""
+    digest = hashlib.sha256(f"{slug}\n{user}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+# --- what the gateway keeps in memory (routing/control_plane/loader.py loads it) ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenVersion:
+    """One immutable version, as the gateway renders and calls it."""
+
+    number: int
+    alias: str
+    messages: tuple[dict, ...]
+    specs: dict[str, VariableSpec]
+    parameters: dict
+    locked: frozenset[str]
+    output_schema: dict | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedPrompt:
+    """A template as callers reach it: who may, what each environment serves, and those versions' content.
+    Versions no environment serves are not here; a call naming one reads it on demand
+    (routing/control_plane/prompt_versions.py)."""
+
+    template_id: int
+    tenant_id: int
+    team_id: int
+    slug: str
+    is_shared: bool
+    is_private: bool
+    product_ids: frozenset[int]  # products that bundle it: their subscribers may call it
+    splits: dict[str, dict[str, int]]  # environment -> {"3": 90, "4": 10}
+    versions: dict[int, FrozenVersion]  # the versions the splits name
+    latest_version: int  # the highest version number (0: none yet)
+
+
+# The environments every tenant has (portal/prompts/models.py says the same for the console).
+DEFAULT_ENVIRONMENTS = frozenset({"dev", "staging", "prod"})
+
+
+@dataclass(frozen=True, slots=True)
+class PromptCatalogue:
+    by_slug: dict[tuple[int, str], PublishedPrompt] = field(default_factory=dict)  # (tenant id, slug)
+    # (product id, slug): what a product bundles; a platform product's subscribers are in any tenant.
+    by_product: dict[tuple[int, str], PublishedPrompt] = field(default_factory=dict)
+    environments: dict[int, frozenset[str]] = field(default_factory=dict)  # tenant id -> its own, beside defaults
+    bundling_products: frozenset[int] = frozenset()  # products that bundle at least one prompt
+    # Subscriptions to those products -> the product (other subscriptions never grant a prompt).
+    bundling_subscriptions: dict[int, int] = field(default_factory=dict)
+
+    def environments_of(self, tenant_id: int) -> frozenset[str]:
+        return DEFAULT_ENVIRONMENTS | self.environments.get(tenant_id, frozenset())

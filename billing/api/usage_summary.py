@@ -73,6 +73,8 @@ class UsageSummaryRowSerializer(serializers.Serializer):
     provider = serializers.CharField(required=False)
     strategy = serializers.CharField(required=False, help_text='The routing strategy; "" for calls never routed.')
     endpoint = serializers.CharField(required=False, help_text="The API called: chat.completions, responses, ...")
+    prompt = serializers.CharField(required=False, help_text='The prompt template\'s slug; "" for calls without one.')
+    prompt_version = serializers.IntegerField(required=False, allow_null=True)
     day = serializers.DateField(required=False)
     requests = serializers.IntegerField()
     prompt_tokens = serializers.IntegerField()
@@ -128,9 +130,9 @@ class UsageSummaryCsvRenderer(BaseRenderer):
 
 class UsageSummaryView(APIDefaults, APIView):
     """Usage over a range (default: the last 30 days), one row per team, key, alias, deployment, provider,
-    routing strategy, endpoint (the API called) or day (UTC), from the hourly and daily aggregates. Members
-    and team owners see their teams' usage, tenant admins and finance their tenant's, platform admins
-    everything. `format=csv` answers the same rows as CSV.
+    routing strategy, endpoint (the API called), prompt, prompt version or day (UTC), from the hourly and daily
+    aggregates. Members and team owners see their teams' usage, tenant admins and finance their tenant's,
+    platform admins everything. `format=csv` answers the same rows as CSV.
     Latency percentiles are estimates from merged histograms (within 4.5%)."""
 
     renderer_classes = [JSONRenderer, UsageSummaryCsvRenderer]

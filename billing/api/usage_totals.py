@@ -1,6 +1,6 @@
 """The totals behind the usage summary: aggregates over a range, grouped by team, key, alias, deployment,
-provider, routing strategy, endpoint or day, seen through the same scope as the console (portal/roles.py). Reads
-aggregates only.
+provider, routing strategy, endpoint, prompt, prompt version or day, seen through the same scope as the
+console (portal/roles.py). Reads aggregates only.
 
 Whole days inside the range are read from daily rows and the partial days at its ends from hourly rows, so a
 30-day summary reads a few rows per day. Latency percentiles come from the rows' merged histograms
@@ -28,8 +28,12 @@ GROUPS = {
     "provider": ("provider",),
     "strategy": ("strategy",),  # the alias's routing policy: what each one saved against the baseline
     "endpoint": ("endpoint",),  # the API called: chat.completions, messages, responses, embeddings...
+    "prompt": ("prompt",),  # the prompt template's slug; "" for calls that used none
+    "prompt_version": ("prompt", "prompt_version"),  # one row per version of each prompt
     "day": ("day",),
 }
+# Groups named by all their columns together (no id that stands for the rest).
+COMPOSITE_GROUPS = frozenset({"prompt_version"})
 MEASURES = (
     "requests",
     "prompt_tokens",
@@ -85,7 +89,10 @@ def usage_summary(*, user, group_by: str, span: SummaryRange, tenant: Tenant | N
             key, naming = day, {"day": day}
         else:
             naming = {c: row[c] for c in columns}
-            key = row[columns[0]] if row[columns[0]] is not None else ("name", row[columns[-1]])
+            if group_by in COMPOSITE_GROUPS:
+                key = tuple(naming.values())
+            else:
+                key = row[columns[0]] if row[columns[0]] is not None else ("name", row[columns[-1]])
         group = groups.setdefault(key, {"requests": 0, "prompt": 0, "completion": 0, "cost": Decimal(0),
                                         "baseline": Decimal(0), "histograms": []})  # fmt: skip
         group["naming"] = naming  # rows come oldest first: the latest name wins

@@ -155,6 +155,12 @@ def usage_by_endpoint(filters: Filters) -> list[dict]:
     return _ranked(aggregate_rows(filters).values("endpoint"), None)
 
 
+def top_prompts(filters: Filters, *, n: int | None = TOP_N) -> list[dict]:
+    """Prompt calls (/v1/prompts) per prompt and version, costliest first; "prompt_label" is slug@version."""
+    rows = aggregate_rows(filters).exclude(prompt="").values("prompt", "prompt_version")
+    return [row | {"prompt_label": f"{row['prompt']}@{row['prompt_version']}"} for row in _ranked(rows, n)]
+
+
 NO_STRATEGY = "(not routed)"  # refused before routing (auth, limits, bad input): no strategy was applied
 
 

@@ -9,6 +9,7 @@ from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from billing.aggregation import merge_histograms, percentile_from_histogram
 from billing.dashboards import latency
 from billing.dashboards.finance import aggregate_rows
 from billing.dashboards.scope import Filters
@@ -146,3 +147,33 @@ def latency_over_time(filters: Filters) -> dict[str, dict[datetime, dict]]:
         requests = sum(by_kind["latency"].values())
         series[deployment or "(none)"][bucket] = latency.percentiles(by_kind) | {"requests": requests}
     return dict(series)
+
+
+def by_prompt_version(filters: Filters) -> list[dict]:
+    """One row per prompt and version (/v1/prompts calls only) over the range: requests, errors and latency
+    percentiles from the rows' merged histograms. Busiest first."""
+    groups: dict[tuple[str, int | None], dict] = {}
+    rows = aggregate_rows(filters).exclude(prompt="")
+    for row in rows.values("prompt", "prompt_version", "requests", "errors", "latency_histogram"):
+        group = groups.setdefault(
+            (row["prompt"], row["prompt_version"]), {"requests": 0, "errors": 0, "histograms": []}
+        )
+        group["requests"] += row["requests"]
+        group["errors"] += row["errors"]
+        group["histograms"].append(row["latency_histogram"])
+    result = []
+    for (prompt, version), group in groups.items():
+        merged = merge_histograms(group["histograms"])
+        result.append(
+            {
+                "prompt": prompt,
+                "prompt_version": version,
+                "prompt_label": f"{prompt}@{version}",
+                "requests": group["requests"],
+                "errors": group["errors"],
+                "error_rate": _ratio(group["errors"], group["requests"]),
+                "latency_p50_ms": percentile_from_histogram(merged, 0.5),
+                "latency_p95_ms": percentile_from_histogram(merged, 0.95),
+            }
+        )
+    return sorted(result, key=lambda r: (-r["requests"], r["prompt"], r["prompt_version"] or 0))

@@ -148,6 +148,12 @@ TABLES = {
             lambda filters, params: finance.usage_by_endpoint(filters),
         ),
         Table(
+            "prompts",
+            "Prompts by version",
+            [Column("prompt", "Prompt"), Column("prompt_version", "Version"), *USAGE_COLUMNS],
+            lambda filters, params: finance.top_prompts(filters, n=None),
+        ),
+        Table(
             "strategies",
             "Saved vs baseline by routing policy",
             [

@@ -96,6 +96,7 @@ def finance_dashboard(request):
         "top_teams": finance.top_teams(filters),
         "top_keys": finance.top_keys(filters),
         "top_models": finance.top_aliases(filters),
+        "top_prompts": finance.top_prompts(filters),
         "by_strategy": finance.savings_by_strategy(filters),
         "by_endpoint": finance.usage_by_endpoint(filters),
         "burn_downs": [
@@ -135,6 +136,7 @@ def operator_dashboard(request):
     context = _dashboard_context(filters, dashboard="operator") | {
         "overall": overall,
         "deployments": operations.latency_by_deployment(filters),
+        "prompts": operations.by_prompt_version(filters),
         "latency_error_percent": round(HISTOGRAM_RELATIVE_ERROR * 100, 1),
         "error_kind": "error type",
         # As this process's engine sees them (with Redis, every gateway process sees the same), for the

@@ -1,6 +1,6 @@
-"""Reads what the data plane needs from the database: the catalogue, limits and budgets as wholes (small), keys one
-at a time or by id (there may be millions), and the change feed. Every function here runs on the database
-thread (config/db_thread.py), never on the event loop."""
+"""Reads what the data plane needs from the database: the catalogue, limits, budgets and prompts as wholes
+(small), keys one at a time or by id (there may be millions), and the change feed. Every function here runs on
+the database thread (config/db_thread.py), never on the event loop."""
 
 import logging
 import os
@@ -10,11 +10,13 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import Prefetch, Q
+from django.db.models import Max, Prefetch, Q
 
 from billing.models import Budget
+from core import prompts as prompt_values
 from core.values import BudgetRule, LearnedPolicy, ModelPrice, Principal, RateRule, RoutingPolicy, Target
 from portal.models import APIKey, Product, Subscription, Team
+from portal.prompts.models import PromptPublication, PromptTemplate, PromptVersion
 from routing.catalogue.policies import stored_policy
 from routing.control_plane import feed
 from routing.credentials import CredentialError, decrypt_secret
@@ -344,6 +346,101 @@ def _latest_learned_models(aliases: dict[int, str]) -> dict[int, learned.Learned
     return {alias_id: _learned_models[key] for alias_id, key in chosen.items() if key in _learned_models}
 
 
+# --- prompts ---------------------------------------------------------------------------------------------------
+
+
+def _frozen(row: dict) -> prompt_values.FrozenVersion:
+    return prompt_values.FrozenVersion(
+        number=row["number"],
+        alias=row["alias"],
+        messages=tuple(row["messages"]),
+        specs=prompt_values.specs_from_dict(row["variables"] or {}),
+        parameters=dict(row["parameters"] or {}),
+        locked=frozenset(row["locked_parameters"] or ()),
+        output_schema=row["output_schema"] or None,
+    )
+
+
+_VERSION_FIELDS = ("template_id", "number", "alias", "messages", "variables", "parameters", "locked_parameters")
+
+
+def prompts() -> prompt_values.PromptCatalogue:
+    """Every template with what its environments serve and the content of those versions only: a template may
+    have hundreds of versions, but at most two per environment are served. Other versions are read on demand
+    (prompt_version). Prompts change rarely, so any change reloads them all (one `prompt` change kind-wide)."""
+    splits: dict[int, dict[str, dict[str, int]]] = {}
+    wanted: set[tuple[int, int]] = set()
+    current = PromptPublication.objects.filter(is_current=True).order_by("pk")
+    for template_id, environment, split in current.values_list("template_id", "environment", "split"):
+        splits.setdefault(template_id, {})[environment] = {str(k): int(v) for k, v in split.items()}
+        wanted.update((template_id, int(number)) for number in split)
+    versions: dict[int, dict[int, prompt_values.FrozenVersion]] = {}
+    if wanted:
+        # Two plain IN lists, not an OR per template: a few more rows than wanted at most (a number one template
+        # serves, of another that serves a different one), dropped here.
+        served = PromptVersion.objects.filter(
+            template_id__in={t for t, _ in wanted}, number__in={n for _, n in wanted}
+        ).values(*_VERSION_FIELDS, "output_schema")
+        for row in served:
+            if (row["template_id"], row["number"]) in wanted:
+                versions.setdefault(row["template_id"], {})[row["number"]] = _frozen(row)
+    latest = dict(
+        PromptVersion.objects.values("template_id").annotate(latest=Max("number")).values_list("template_id", "latest")
+    )
+    products: dict[int, set[int]] = {}
+    for template_id, product_id in PromptTemplate.products.through.objects.values_list(
+        "prompttemplate_id", "product_id"
+    ):
+        products.setdefault(template_id, set()).add(product_id)
+    by_slug = {}
+    rows = PromptTemplate.objects.values_list("pk", "tenant_id", "team_id", "slug", "is_shared", "is_private")
+    for pk, tenant_id, team_id, slug, is_shared, is_private in rows:
+        by_slug[(tenant_id, slug)] = prompt_values.PublishedPrompt(
+            template_id=pk,
+            tenant_id=tenant_id,
+            team_id=team_id,
+            slug=slug,
+            is_shared=is_shared,
+            is_private=is_private,
+            product_ids=frozenset(products.get(pk, ())),
+            splits=splits.get(pk, {}),
+            versions=versions.get(pk, {}),
+            latest_version=latest.get(pk, 0),
+        )
+    # A tenant's own environments as its publications name them. (PromptEnvironment rows record no change on the
+    # feed, so they are not read: one added but never published to answers "unknown environment", not "nothing
+    # published there", until something is.)
+    environments: dict[int, set[str]] = {}
+    for prompt in by_slug.values():
+        environments.setdefault(prompt.tenant_id, set()).update(prompt.splits)
+    bundling = {pid for ids in products.values() for pid in ids}
+    by_product = {(pid, prompt.slug): prompt for prompt in by_slug.values() for pid in prompt.product_ids}
+    return prompt_values.PromptCatalogue(
+        by_slug=by_slug,
+        by_product=by_product,
+        environments={tenant_id: frozenset(names) for tenant_id, names in environments.items()},
+        bundling_products=frozenset(bundling),
+        bundling_subscriptions=bundling_subscriptions(product_ids=bundling),
+    )
+
+
+def bundling_subscriptions(
+    *, product_ids: Iterable[int], subscription_ids: Iterable[int] | None = None
+) -> dict[int, int]:
+    """Subscriptions (of any status: keys' grants say which are active) to these products -> their product."""
+    found = Subscription.objects.filter(product_id__in=list(product_ids))
+    if subscription_ids is not None:
+        found = found.filter(pk__in=list(subscription_ids))
+    return dict(found.values_list("pk", "product_id"))
+
+
+def prompt_version(template_id: int, number: int) -> prompt_values.FrozenVersion | None:
+    """One version of a template, served or not (versions are immutable: a caller may keep it)."""
+    row = PromptVersion.objects.filter(template_id=template_id, number=number).values(*_VERSION_FIELDS, "output_schema")
+    found = row.first()
+    return _frozen(found) if found else None
+
+
 # --- what a batch of changes means -----------------------------------------------------------------------------
 
 
@@ -360,9 +457,15 @@ class Delta:
     every_cached_key: bool = False  # alias names changed: any portal key's grants may read differently
     keys_have_limits: bool = False  # a changed key has its own RPM/TPM now
     needs_rebuild: bool = False  # a kind-wide change of keys, limits or budgets
+    prompts: prompt_values.PromptCatalogue | None = None  # every prompt, reloaded on any `prompt` change
+    # Changed subscriptions to products that bundle a prompt -> their product (when prompts were not reloaded).
+    bundling_subscriptions: dict[int, int] = field(default_factory=dict)
 
 
-def resolve(changes: Iterable[tuple[int, str, int | None]]) -> Delta:
+def resolve(
+    changes: Iterable[tuple[int, str, int | None]], *, bundling_products: frozenset[int] = frozenset()
+) -> Delta:
+    """`bundling_products`: the products that bundle a prompt, as the process knows them."""
     by_kind: dict[str, set[int | None]] = {kind: set() for kind in feed.KINDS}
     for _, kind, object_id in changes:
         by_kind.setdefault(kind, set()).add(object_id)
@@ -374,6 +477,8 @@ def resolve(changes: Iterable[tuple[int, str, int | None]]) -> Delta:
     if by_kind[feed.CATALOGUE]:
         delta.catalogue = catalogue()
         delta.every_cached_key = True
+    if by_kind[feed.PROMPT]:
+        delta.prompts = prompts()
     teams, subscriptions, products = by_kind[feed.TEAM], by_kind[feed.SUBSCRIPTION], by_kind[feed.PRODUCT]
     if teams:
         found = team_limits(teams)
@@ -390,6 +495,11 @@ def resolve(changes: Iterable[tuple[int, str, int | None]]) -> Delta:
             delta.needs_rebuild = True
             return delta
         delta.team_ids |= set(owners.values())
+        if delta.prompts is None and bundling_products:
+            # A new subscription to a product that bundles a prompt: its keys' grants name it soon.
+            delta.bundling_subscriptions = bundling_subscriptions(
+                product_ids=bundling_products, subscription_ids=affected
+            )
     if by_kind[feed.BUDGET]:
         found = budget_rules(by_kind[feed.BUDGET])
         delta.budgets = {pk: found.get(pk) for pk in by_kind[feed.BUDGET]}

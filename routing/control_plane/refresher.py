@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 
 from config.db_thread import run_in_db
+from core.prompts import PromptCatalogue
 from core.values import Snapshot
 from routing.control_plane import feed, loader, snapshot
 from routing.control_plane.keys import KeyCache
@@ -51,12 +52,13 @@ def keys() -> KeyCache:
     return _keys
 
 
-def _build() -> tuple[Snapshot, int]:
+def _build() -> tuple[Snapshot, PromptCatalogue, int]:
     # The version is read first: a change committed during the build is applied again after it (harmless),
     # never skipped.
     version = loader.latest_version()
     aliases, baselines, policies = loader.catalogue()
     budgets = loader.budget_rules()
+    prompts = loader.prompts()
     return (
         _assemble(
             aliases=aliases,
@@ -68,6 +70,7 @@ def _build() -> tuple[Snapshot, int]:
             keys_have_limits=loader.keys_have_limits(),
             version=version,
         ),
+        prompts,
         version,
     )
 
@@ -109,6 +112,17 @@ def _merged(current: Snapshot, delta: loader.Delta, version: int) -> Snapshot:
         subscription_limits=patch(current.subscription_limits, delta.subscription_limits),
         keys_have_limits=current.keys_have_limits or delta.keys_have_limits,
         version=version,
+    )
+
+
+def _merged_prompts(current: PromptCatalogue, delta: loader.Delta) -> PromptCatalogue | None:
+    """The prompts after this batch; None when it changed none of them."""
+    if delta.prompts is not None:
+        return delta.prompts
+    if not delta.bundling_subscriptions:
+        return None
+    return dataclasses.replace(
+        current, bundling_subscriptions={**current.bundling_subscriptions, **delta.bundling_subscriptions}
     )
 
 
@@ -174,13 +188,14 @@ class ControlPlane:
         _keys.begin_change()
         reloaded: dict = {}
         try:
-            built, version = await run_in_db(_build, lane=LANE)
+            built, prompts, version = await run_in_db(_build, lane=LANE)
             if in_memory:
                 reloaded = await run_in_db(loader.principals_by_id, in_memory, lane=LANE)
         finally:
             _keys.finish_change(reloaded)
         _keys.forget_unknown()
         snapshot.install(built)
+        snapshot.install_prompts(prompts)
         semantic.warm(built.policies)  # only a snapshot with a semantic alias loads the embedding model
         self.version = version
         self.rebuilds += 1
@@ -203,7 +218,8 @@ class ControlPlane:
         _keys.begin_change()
         reloaded: dict = {}
         try:
-            delta = await run_in_db(loader.resolve, page.changes, lane=LANE)
+            bundling = snapshot.prompts().bundling_products
+            delta = await run_in_db(loader.resolve, page.changes, bundling_products=bundling, lane=LANE)
             if delta.needs_rebuild:
                 _keys.finish_change()
                 await self.rebuild()
@@ -213,6 +229,9 @@ class ControlPlane:
                 reloaded = await run_in_db(loader.principals_by_id, stale, lane=LANE)
             merged = _merged(current, delta, page.latest)
             snapshot.install(merged)
+            prompts = _merged_prompts(snapshot.prompts(), delta)
+            if prompts is not None:
+                snapshot.install_prompts(prompts)
             semantic.warm(merged.policies)
             self.version = page.latest
         finally:

@@ -47,6 +47,7 @@ from routing.providers.registry import adapter_for
 from routing.ssrf import UnsafeUpstream, check_base_url
 
 MIN_QUALITY_HEADER = "HTTP_X_TOLLWAY_MIN_QUALITY"
+PROMPT_HEADER = "x-tollway-prompt"  # slug@version, on every answer to a prompt call
 
 _engine = Engine()
 
@@ -60,9 +61,11 @@ def install_engine(new: Engine) -> None:
     _engine = new
 
 
-def resolve(principal: Principal, alias: str) -> tuple[Target, ...]:
+def resolve(principal: Principal, alias: str, *, is_granted: bool = False) -> tuple[Target, ...]:
+    """The alias's deployments, if this key may use it. `is_granted`: a product bundling the prompt being called
+    grants its alias to the call, whatever the key's own aliases (routing/proxy/prompts.py)."""
     targets = snapshot.current().aliases.get(alias)
-    if principal.allowed_aliases is not None and alias not in principal.allowed_aliases:
+    if not is_granted and principal.allowed_aliases is not None and alias not in principal.allowed_aliases:
         if targets is None:
             raise UnknownAlias(f"The model '{clip(alias)}' does not exist.")
         raise AliasNotAllowed(f"This API key may not use the model '{alias}'.")
@@ -147,6 +150,8 @@ class Call:
         self.usage = UsageEvent.begin(principal=principal, endpoint=endpoint, request_id=request_id)
         self.plan: Plan | None = None
         self.target: Target | None = None
+        # A prompt reached through a product: that subscription grants the call (routing/proxy/prompts.py).
+        self.granted_by: int | None = None
         self._relayed = False
 
     async def __aenter__(self) -> "Call":
@@ -154,6 +159,8 @@ class Call:
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
         if exc is not None:
+            if isinstance(exc, GatewayError) and self.usage.prompt_version is not None:
+                exc.headers.setdefault(PROMPT_HEADER, self.usage.prompt_label())
             if isinstance(exc, GatewayError) and self.plan is not None:
                 # A refused call says what was tried and why, as an answered one does.
                 exc.headers.setdefault("x-tollway-route", self.plan.decision.route_header())
@@ -214,8 +221,8 @@ class Call:
 
     def check_alias(self) -> None:
         """The key may use the alias (403/404 otherwise), and the record names its subscription."""
-        resolve(self.principal, self.usage.alias)
-        self.usage.subscription_id = self.principal.subscription_for(self.usage.alias)
+        resolve(self.principal, self.usage.alias, is_granted=self.granted_by is not None)
+        self.usage.subscription_id = self.granted_by or self.principal.subscription_for(self.usage.alias)
 
     def headers(self) -> dict[str, str]:
         usage = self.usage
@@ -224,6 +231,8 @@ class Call:
             headers["x-tollway-route"] = self.plan.decision.route_header()
         if usage.downgraded_from:
             headers["x-tollway-downgraded-from"] = usage.downgraded_from
+        if usage.prompt_version is not None:
+            headers[PROMPT_HEADER] = usage.prompt_label()
         return {**headers, **usage.limit_headers}
 
     # --- inside ------------------------------------------------------------------------------------------------
@@ -234,8 +243,8 @@ class Call:
         """Resolve the alias, pass admission control (limits, budgets), let the engine choose and try; the usage
         event learns which deployment answered, after how many attempts, and why."""
         usage = self.usage
-        targets = resolve(self.principal, usage.alias)
-        usage.subscription_id = self.principal.subscription_for(usage.alias)
+        targets = resolve(self.principal, usage.alias, is_granted=self.granted_by is not None)
+        usage.subscription_id = self.granted_by or self.principal.subscription_for(usage.alias)
         usage.alias, targets = await admission.admit(self.principal, usage.alias, targets, body, usage)
         current = snapshot.current()
         needs = await self._needs(body)
@@ -446,10 +455,14 @@ class StreamRelay:
         encode_chunk: Callable[[dict[str, Any]], list[bytes]],
         encode_end: Callable[[TokenUsage | None], list[bytes]],
         encode_error: Callable[[UpstreamError], bytes],
+        check_answer: Callable[[str], UpstreamError | None] | None = None,
     ) -> None:
         self.call, self.stream, self.usage, self.target = call, stream, call.usage, call.target
         self.request_body = request_body
         self.encode_chunk, self.encode_end, self.encode_error = encode_chunk, encode_end, encode_error
+        # Run on the whole answer text before the end is sent: a problem is sent instead of the end, in-band
+        # (a prompt's output schema: routing/proxy/prompts.py).
+        self.check_answer = check_answer
         self._completion_text: list[str] = []
         self._closed = False
 
@@ -468,6 +481,11 @@ class StreamRelay:
                     yield piece
             if self.stream.usage is None:
                 await token_estimate.ready()  # counted at close: read the encoding off the loop, here, not there
+            problem = self.check_answer("".join(self._completion_text)) if self.check_answer else None
+            if problem is not None:
+                outcome = (200, problem.code or problem.error_type)
+                yield self.encode_error(problem)
+                return
             for piece in self.encode_end(self.stream.usage):
                 yield piece
             outcome = (200, "")

@@ -16,7 +16,17 @@ from rest_framework.parsers import BaseParser
 from core.bounds import clip
 from core.errors import GatewayError, InvalidApiKey, InvalidRequest, MethodNotAllowed
 from routing.control_plane import snapshot
-from routing.proxy import anthropic_messages, auth, feedback, pipeline, responses, responses_api, sse, validation
+from routing.proxy import (
+    anthropic_messages,
+    auth,
+    feedback,
+    pipeline,
+    prompts,
+    responses,
+    responses_api,
+    sse,
+    validation,
+)
 from routing.proxy.anthropic_stream import AnthropicStreamEncoder
 from routing.proxy.auth import ApiKeyAuthentication
 from routing.proxy.responses_stream import ResponsesStreamEncoder
@@ -142,6 +152,31 @@ class ChatCompletionsView(GatewayView):
                 encode_chunk=sse.openai_chunk_encoder(include_usage=include_usage),
                 encode_end=sse.openai_end,
                 encode_error=sse.openai_error_event,
+            )
+            return stream_response(relay, call)
+
+
+class PromptCompletionsView(GatewayView):
+    """`POST /v1/prompts/{slug}[@{version}]/completions`: a published prompt template rendered with the caller's
+    variables (routing/proxy/prompts.py), then the same pipeline as /v1/chat/completions."""
+
+    endpoint = "prompts.completions"
+
+    async def post(self, request, reference: str):
+        async with self.begin_call(request) as call:
+            if "tollway.body_error" in request._request.META:
+                raise request._request.META["tollway.body_error"]
+            prompt_call = await prompts.prepare(call, reference, request.data)
+            if not prompt_call.is_stream:
+                result = await call.complete_chat(prompt_call.chat_body)
+                answer = prompt_call.parsed(result.body)
+                return HttpResponse(orjson.dumps(answer), content_type=JSON, headers=call.headers())
+            relay = await call.open_chat_stream(
+                prompt_call.chat_body,
+                encode_chunk=sse.openai_chunk_encoder(include_usage=prompt_call.include_usage),
+                encode_end=sse.openai_end,
+                encode_error=sse.openai_error_event,
+                check_answer=prompt_call.check_stream,
             )
             return stream_response(relay, call)
 
