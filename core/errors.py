@@ -7,6 +7,10 @@
     ├── UnknownAlias (404)
     ├── NotFound (404)               no such /v1 route
     ├── ResponseNotFound (404)       no stored /v1/responses id of this team
+    ├── PromptNotFound (404)         no /v1/prompts template this caller may call
+    ├── PromptNotPublished (404)     nothing published in the asked environment
+    ├── OutputSchemaMismatch (422)   the answer does not validate against the template's output schema
+    ├── PromptsUnavailable (503)     an unpublished version cannot be read (database away)
     ├── MethodNotAllowed (405)
     ├── BodyTooLarge (413)           also after decompression
     ├── UnsupportedMediaType (415)   a Content-Encoding other than identity, gzip or deflate
@@ -187,3 +191,35 @@ class ResponsesUnavailable(GatewayError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.headers["retry-after"] = "1"
+
+
+MAX_RAW_OUTPUT_CHARS = 100_000  # the unparsable answer returned with a 422
+
+
+class PromptNotFound(GatewayError):
+    """A /v1/prompts slug this caller may not call: unknown, another team's, another tenant's (all alike)."""
+
+    status, type, code, param = 404, "invalid_request_error", "prompt_not_found", None
+
+
+class PromptNotPublished(GatewayError):
+    status, type, code, param = 404, "invalid_request_error", "prompt_not_published", "environment"
+
+
+class PromptsUnavailable(GatewayError):
+    status, type, code = 503, "server_error", "prompts_unavailable"
+
+
+class OutputSchemaMismatch(GatewayError):
+    """The answer is not JSON of the template's output schema. The raw text goes back with it: it was paid for."""
+
+    status, type, code = 422, "invalid_response_error", "output_schema_mismatch"
+
+    def __init__(self, message: str, *, raw_output: str) -> None:
+        super().__init__(message)
+        self.raw_output = clip(raw_output, MAX_RAW_OUTPUT_CHARS)
+
+    def to_body(self) -> dict:
+        body = super().to_body()
+        body["error"]["raw_output"] = self.raw_output
+        return body

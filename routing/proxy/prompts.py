@@ -19,7 +19,14 @@ from django.db import DatabaseError
 
 from core import prompts as templates
 from core.bounds import clip
-from core.errors import GatewayError, InvalidRequest, UpstreamError
+from core.errors import (
+    InvalidRequest,
+    OutputSchemaMismatch,
+    PromptNotFound,
+    PromptNotPublished,
+    PromptsUnavailable,
+    UpstreamError,
+)
 from core.prompts import FrozenVersion, PromptError, PublishedPrompt
 from core.values import Principal
 from routing.control_plane import prompt_versions, snapshot
@@ -31,34 +38,6 @@ from routing.proxy.pipeline import Call
 CALL_FIELDS = frozenset({"variables", "stream", "stream_options", "environment", "version", "user"})
 DEFAULT_ENVIRONMENT = "prod"
 MAX_USER_CHARS = 256
-MAX_RAW_OUTPUT_CHARS = 100_000  # the unparsable answer returned with a 422
-
-
-class PromptNotFound(GatewayError):
-    status, type, code, param = 404, "invalid_request_error", "prompt_not_found", None
-
-
-class PromptNotPublished(GatewayError):
-    status, type, code, param = 404, "invalid_request_error", "prompt_not_published", "environment"
-
-
-class PromptsUnavailable(GatewayError):
-    status, type, code = 503, "server_error", "prompts_unavailable"
-
-
-class OutputSchemaMismatch(GatewayError):
-    """The answer is not JSON of the template's output schema. The raw text goes back with it: it was paid for."""
-
-    status, type, code = 422, "invalid_response_error", "output_schema_mismatch"
-
-    def __init__(self, message: str, *, raw_output: str) -> None:
-        super().__init__(message)
-        self.raw_output = clip(raw_output, MAX_RAW_OUTPUT_CHARS)
-
-    def to_body(self) -> dict:
-        body = super().to_body()
-        body["error"]["raw_output"] = self.raw_output
-        return body
 
 
 @dataclass(frozen=True)
