@@ -95,6 +95,7 @@ def _editor(request, form: PromptEditorForm, template: PromptTemplate | None, *,
     context = {
         "form": form,
         "preview": preview,
+        "editable": template is None or selectors.can_edit(request.user, template),
         "roles": rendering.ROLES,
         "variable_types": rendering.VARIABLE_TYPES,
         # The rows the page's script copies when a message is added or a new variable is named.
