@@ -101,6 +101,7 @@ class PromptEditorForm(forms.Form):
         self.fields["alias"].choices = [(name, name) for name in aliases]
         if template is None:
             self.fields["team"].queryset = teams
+            self.fields["team"].label_from_instance = lambda team: f"{team.tenant.name} / {team.name}"
         else:
             del self.fields["slug"], self.fields["team"]
             self.initial.update(
@@ -186,7 +187,8 @@ class PromptEditorForm(forms.Form):
             if isinstance(default, _NotJson):
                 row["error"] = "The default is not valid JSON."
             elif default is not None:
-                spec["default"] = default
+                # A default fills in a missing value, so a variable with one is never missing: not required.
+                spec["default"], spec["required"] = default, False
             specs[row["name"]] = spec
         return specs
 

@@ -348,7 +348,7 @@ def prompt_test(request, template_id: int):
     aliases = _aliases_to_test(request.user, template)
     kept = examples.examples_of(template)
     for example in kept:
-        example.cost = usd(example.cost_usd) if example.cost_usd is not None else ""
+        example.cost = usd(example.cost_usd, max_places=10) if example.cost_usd is not None else ""
     context = {
         "versions": list(selectors.versions_of(template)),
         "variable_rows": [{"name": name, **spec} for name, spec in template.variables.items()],
@@ -443,7 +443,7 @@ def prompt_keep_example(request, template_id: int):
         )
     except services.PromptInvalid as exc:
         return _error(exc.message, exc.param)
-    cost = usd(example.cost_usd) if example.cost_usd is not None else ""
+    cost = usd(example.cost_usd, max_places=10) if example.cost_usd is not None else ""
     return JsonResponse(
         {
             "id": example.pk,

@@ -51,10 +51,10 @@
     return (input + usage.completion_tokens * Number(price.output)) / 1e6;
   }
 
+  // As the server shows a kept example's cost (portal/views/rendering.py usd): cents at least, to 10 places.
   function dollars(amount) {
     if (amount === null) return "—";
-    var places = amount > 0 && amount < 0.01 ? 6 : 2;
-    return "$" + amount.toFixed(places).replace(/(\.\d\d\d*?)0+$/, "$1");
+    return "$" + amount.toFixed(10).replace(/(\.\d\d\d*?)0+$/, "$1");
   }
 
   function column(alias) {

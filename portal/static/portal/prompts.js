@@ -72,6 +72,12 @@
   variableRows.addEventListener("change", function (event) {
     if (event.target.classList.contains("variable-type")) showEnumValues(event.target.closest("tr"));
   });
+  // A variable with a default is never missing, so typing one makes it optional (the server does the same).
+  variableRows.addEventListener("input", function (event) {
+    if (!/_default$/.test(event.target.name || "") || !event.target.value) return;
+    var required = event.target.closest("tr").querySelector('input[name$="_required"]');
+    if (required) required.checked = false;
+  });
   messageRows.addEventListener("input", function (event) {
     if (event.target.name === "message_content") syncVariables();
   });
