@@ -23,9 +23,9 @@ from portal.errors import NotAllowed
 from portal.models import Subscription
 from portal.prompts import examples, selectors, services
 from portal.prompts.forms import EnvironmentForm, PromptEditorForm, VersionForm, typed_values
-from portal.prompts.models import PromptTemplate, PromptVersion
+from portal.prompts.models import PromptPublication, PromptTemplate, PromptVersion
 from portal.views import access
-from portal.views.rendering import render_page, usd
+from portal.views.rendering import paginate, render_page, usd
 from routing.models import AliasDeployment, ModelAlias
 
 MAX_JSON_BODY_BYTES = 1_000_000
@@ -61,14 +61,17 @@ def _page(request, name: str, template: PromptTemplate | None, context: dict, *,
 @login_required
 def prompt_list(request):
     templates = selectors.templates_visible_to(request.user).select_related("team", "tenant").order_by("slug")
-    serving = {}
-    for template in templates:
-        serving[template.pk] = [
-            (environment, _split_label(split))
-            for environment, split in selectors.current_publications(template).items()
-        ]
-    rows = [(template, sorted(serving[template.pk])) for template in templates]
-    context = {"rows": rows, "may_create": access.manageable_teams(request.user).exists()}
+    page = paginate(request, templates)
+    # What each listed template serves, in one query rather than one per row.
+    serving: dict[int, list] = {template.pk: [] for template in page}
+    current = PromptPublication.objects.filter(template__in=list(page), is_current=True).order_by("environment")
+    for publication in current:
+        serving[publication.template_id].append((publication.environment, _split_label(publication.split)))
+    context = {
+        "rows": [(template, serving[template.pk]) for template in page],
+        "page": page,
+        "may_create": access.manageable_teams(request.user).exists(),
+    }
     return render_page(request, "console/prompts/list.html", context, section="prompts")
 
 
@@ -349,6 +352,7 @@ def prompt_test(request, template_id: int):
     kept = examples.examples_of(template)
     for example in kept:
         example.cost = usd(example.cost_usd, max_places=10) if example.cost_usd is not None else ""
+        example.variables_json = json.dumps(example.variables, ensure_ascii=False, separators=(",", ":"))
     context = {
         "versions": list(selectors.versions_of(template)),
         "variable_rows": [{"name": name, **spec} for name, spec in template.variables.items()],

@@ -114,6 +114,7 @@ def test_a_kept_run_is_priced_by_the_server_from_the_token_counts(client, owner,
     assert AuditLogEntry.objects.filter(action="prompt.example_kept").exists()
     page = client.get(reverse("console:prompt-test", args=[prompt.pk])).content.decode()
     assert f'data-testid="example-{example.pk}"' in page and "$0.00045" in page
+    assert "{&quot;ticker&quot;:&quot;ACME&quot;}" in page  # the values as JSON, as the page sent them
 
 
 @pytest.mark.parametrize(
