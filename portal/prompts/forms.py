@@ -5,6 +5,7 @@ core/prompts.py or the services beside the field its `param` names (`messages[1]
 
 import json
 import re
+from itertools import zip_longest
 from typing import Any
 
 from django import forms
@@ -128,11 +129,12 @@ class PromptEditorForm(forms.Form):
                 template.messages if template else [{"role": "system", "content": ""}, {"role": "user", "content": ""}]
             )
             return [{"role": m["role"], "content": m["content"], "error": ""} for m in messages]
+        # One past the limit, so core/prompts.py refuses too many rather than this form dropping some.
         roles = data.getlist("message_role")[: rendering.MAX_MESSAGES + 1]
         contents = data.getlist("message_content")[: rendering.MAX_MESSAGES + 1]
         return [
             {"role": role[:20], "content": content, "error": ""}
-            for role, content in zip(roles, contents + [""] * (len(roles) - len(contents)), strict=False)
+            for role, content in zip_longest(roles, contents, fillvalue="")
         ]
 
     def _variable_rows(self, data, template) -> list[dict]:

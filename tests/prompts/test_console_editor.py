@@ -183,3 +183,31 @@ def test_a_member_of_the_team_reads_the_draft_without_any_write_button(client, o
     assert 'data-testid="read-only"' in page and "disabled" in page
     assert 'data-testid="save-draft"' not in page and 'data-testid="preview"' not in page
     assert template.slug in listing and 'data-testid="new-prompt"' not in listing
+
+
+def test_a_draft_without_messages_is_refused_beside_the_messages(client, owner_and_team):
+    owner, team = owner_and_team
+    template = make_prompt(team=team, owner=owner)
+    client.force_login(owner)
+    form = draft_form(alias=template.alias)
+    form["message_role"], form["message_content"] = [], []
+
+    response = client.post(reverse("console:prompt", args=[template.pk]), form)
+
+    assert response.status_code == 200
+    assert "non-empty list" in response.context["form"].messages_error
+    assert 'data-testid="messages-error"' in response.content.decode()
+    template.refresh_from_db()
+    assert len(template.messages) == 2
+
+
+def test_an_unknown_role_is_refused_beside_its_row(client, owner_and_team):
+    owner, team = owner_and_team
+    template = make_prompt(team=team, owner=owner)
+    client.force_login(owner)
+    form = draft_form(alias=template.alias, message_role=["system", "wizard"])
+
+    response = client.post(reverse("console:prompt", args=[template.pk]), form)
+
+    rows = response.context["form"].message_rows
+    assert rows[0]["error"] == "" and rows[1]["error"].startswith("role must be one of system")
