@@ -76,6 +76,12 @@ def world():
         yield owner, key
 
 
+def follow(tab, target) -> None:
+    """Click a link or a form's button and wait for the next page: its elements, not the old page's, are read."""
+    with tab.expect_navigation():
+        target.click()
+
+
 def sign_in(tab, base: str, email: str) -> None:
     tab.goto(f"{base}/accounts/login/")
     tab.fill("input[name=login]", email)
@@ -91,8 +97,8 @@ def test_write_test_on_two_aliases_publish_call_publish_again_roll_back_and_call
         sign_in(page, base, owner.email)
 
         # 1. Write the prompt: variables appear as they are typed, the preview renders the samples.
-        page.get_by_test_id("nav-prompts").click()
-        page.get_by_test_id("new-prompt").click()
+        follow(page, page.get_by_test_id("nav-prompts"))
+        follow(page, page.get_by_test_id("new-prompt"))
         editor = page.get_by_test_id("prompt-editor")
         editor.locator("input[name=name]").fill("Ticker summary")
         editor.locator("input[name=slug]").fill("ticker-summary")
@@ -108,11 +114,11 @@ def test_write_test_on_two_aliases_publish_call_publish_again_roll_back_and_call
         page.locator("#var_quarter_default").fill("Q1")
         page.locator("#var_ticker_sample").fill("ACME")
         editor.locator("textarea[name=parameters]").fill('{"temperature": 0.2}')
-        page.get_by_test_id("preview").click()
+        follow(page, page.get_by_test_id("preview"))
         preview = page.get_by_test_id("preview-result")
         assert "Summarise ACME for Q1." in preview.inner_text()
         screenshot(page, "prompts-01-draft-and-preview")
-        page.get_by_test_id("save-draft").click()
+        follow(page, page.get_by_test_id("save-draft"))
         page.wait_for_url(re.compile(r".*/console/prompts/\d+/$"))
         prompt = PromptTemplate.objects.get(slug="ticker-summary")
         assert prompt.variables["quarter"] == {
@@ -123,13 +129,13 @@ def test_write_test_on_two_aliases_publish_call_publish_again_roll_back_and_call
         }
 
         # 2. Freeze it as version 1.
-        page.get_by_test_id("tab-versions").click()
+        follow(page, page.get_by_test_id("tab-versions"))
         page.locator("input[name=message]").fill("first cut")
-        page.get_by_test_id("freeze").click()
+        follow(page, page.get_by_test_id("freeze"))
         assert page.get_by_test_id("version-1").is_visible()
 
         # 3. Test v1 on two aliases side by side, streaming; keep one run as an example.
-        page.get_by_test_id("tab-test").click()
+        follow(page, page.get_by_test_id("tab-test"))
         page.fill("#test-key", key)
         page.locator("#test-version").select_option("1")
         page.fill("#test-var-ticker", "ACME")
@@ -156,36 +162,35 @@ def test_write_test_on_two_aliases_publish_call_publish_again_roll_back_and_call
         assert example.cost_usd > 0 and example.output == "Hello from the stream."
 
         # 4. Publish v1 to prod, and call it.
-        page.get_by_test_id("tab-publishing").click()
+        follow(page, page.get_by_test_id("tab-publishing"))
         publish_prod = page.get_by_test_id("publish-prod")
         publish_prod.locator("select[name=version]").select_option("1")
-        publish_prod.locator("button").click()
+        follow(page, publish_prod.locator("button"))
         assert page.get_by_test_id("serving-prod").inner_text() == "serves v1"
         screenshot(page, "prompts-03-v1-in-prod")
         expect_prompt_version(base, key, "ticker-summary", 1)
 
         # 5. Change the draft, freeze v2 and publish it: callers get v2.
-        page.get_by_test_id("tab-draft").click()
+        follow(page, page.get_by_test_id("tab-draft"))
         page.locator("textarea[name=message_content]").nth(1).fill("Summarise {{ticker}} for {{quarter}} in one line.")
-        page.get_by_test_id("save-draft").click()
-        page.wait_for_url(re.compile(r".*/console/prompts/\d+/$"))
-        page.get_by_test_id("tab-versions").click()
+        follow(page, page.get_by_test_id("save-draft"))
+        assert page.locator(".flash-success").inner_text().startswith("Saved the draft")
+        follow(page, page.get_by_test_id("tab-versions"))
         page.locator("input[name=message]").fill("one line")
-        page.get_by_test_id("freeze").click()
+        follow(page, page.get_by_test_id("freeze"))
         assert "+Summarise {{ticker}} for {{quarter}} in one line." in page.get_by_test_id("diff-2").inner_text()
         screenshot(page, "prompts-04-v2-diff")
-        page.get_by_test_id("tab-publishing").click()
+        follow(page, page.get_by_test_id("tab-publishing"))
         publish_prod = page.get_by_test_id("publish-prod")
         publish_prod.locator("select[name=version]").select_option("2")
-        publish_prod.locator("button").click()
+        follow(page, publish_prod.locator("button"))
         assert page.get_by_test_id("serving-prod").inner_text() == "serves v2"
         expect_prompt_version(base, key, "ticker-summary", 2)
 
         # 6. Roll back in one click (after a confirm): prod serves v1 again, and callers get it.
         dialogs: list[str] = []
         page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
-        page.get_by_test_id("rollback-prod").locator("button").click()
-        page.wait_for_load_state()
+        follow(page, page.get_by_test_id("rollback-prod").locator("button"))
         assert page.get_by_test_id("serving-prod").inner_text() == "serves v1"
         assert dialogs and "Roll prod back to v1" in dialogs[0]
         history = page.get_by_test_id("history-prod").inner_text()
