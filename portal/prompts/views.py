@@ -201,6 +201,7 @@ def prompt_versions(request, template_id: int):
     versions = list(selectors.versions_of(template).select_related("author"))
     for version in versions:
         version.diff_lines = _diff_lines(version.diff)
+        version.text = "\n".join(services.frozen_text(services.frozen_of(version)))
     return _page(request, "versions", template, {"form": form, "versions": versions}, tab="versions")
 
 

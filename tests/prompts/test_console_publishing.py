@@ -58,6 +58,7 @@ def test_the_history_shows_each_versions_diff_line_by_line(client, owner, prompt
     assert 'data-testid="version-2"' in page and 'data-testid="version-1"' in page
     assert '<span class="diff-add">+Brief on {{ticker}}.</span>' in page
     assert '<span class="diff-del">-Summarise {{ticker}} for {{quarter}} in {{words}} words.</span>' in page
+    assert "--- message 1 (user)\nBrief on {{ticker}}." in page  # each version's own text, as frozen
 
 
 def test_publishing_then_rolling_back_serves_the_earlier_version_and_records_both(client, owner, prompt):
