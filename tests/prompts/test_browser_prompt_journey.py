@@ -196,6 +196,9 @@ def test_write_test_on_two_aliases_publish_call_publish_again_roll_back_and_call
         history = page.get_by_test_id("history-prod").inner_text()
         screenshot(page, "prompts-05-rolled-back")
         expect_prompt_version(base, key, "ticker-summary", 1)
+        follow(page, page.get_by_test_id("nav-prompts"))
+        assert "prod: v1" in page.get_by_test_id("prompt-row-ticker-summary").inner_text()
+        screenshot(page, "prompts-06-list")
 
     assert [line.split("\t")[1].split(" ")[0] for line in history.strip().splitlines()[1:]] == [
         "Rolled",

@@ -167,3 +167,13 @@ def test_the_test_page_offers_the_aliases_and_passes_their_prices(client, owner,
         "first": "mini-eu",
     }
     assert 'id="test-prices"' in response.content.decode()
+
+
+@pytest.mark.parametrize("size", [1_500_000, 3_000_000], ids=["over-our-bound", "over-djangos-bound"])
+def test_an_oversized_body_is_refused_with_400_not_an_error_page(client, owner, prompt, size):
+    client.force_login(owner)
+    body = json.dumps({"version": 1, "values": {"ticker": "x" * size}})
+
+    response = client.post(reverse("console:prompt-render", args=[prompt.pk]), body, content_type="application/json")
+
+    assert response.status_code == 400
