@@ -1,6 +1,6 @@
 """Console pages, under /console/."""
 
-from django.urls import path
+from django.urls import include, path
 
 from portal.views import budgets, catalogue, home, inbox, keys, playground, subscriptions, teams, usage
 
@@ -32,6 +32,7 @@ urlpatterns = [
     path("budgets/<int:budget_id>/", budgets.edit_budget, name="budget"),
     path("budgets/<int:budget_id>/deactivate/", budgets.deactivate_budget, name="budget-deactivate"),
     path("playground/", playground.playground, name="playground"),
+    path("prompts/", include("portal.prompts.urls")),
     path("usage/", usage.usage, name="usage"),
     path("inbox/", inbox.inbox, name="inbox"),
     path("inbox/read-all/", inbox.mark_all_read, name="inbox-read-all"),
