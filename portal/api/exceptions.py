@@ -1,6 +1,7 @@
 """The one exception handler of /api/v1 (REST_FRAMEWORK["EXCEPTION_HANDLER"] = "portal.api.exceptions.handle").
 
-- Domain errors (portal.errors.PortalError) answer their own status with `{"detail": ..., "code": ...}`.
+- Domain errors (portal.errors.PortalError) answer their own status with `{"detail": ..., "code": ...}`, plus
+  `param` when the error names the field it is about (`messages[0].content`, `variables.ticker`).
 - A refused catalogue entry (routing.catalogue.CatalogueError) answers 400 with the problems per field,
   like a serializer's validation errors: `{"base_url": ["base_url resolves to ..."]}`.
 - DRF's own errors keep DRF's shape; those with a single message also get their `code`, and a list of messages
@@ -29,7 +30,10 @@ _CATALOGUE_PROBLEM = re.compile(r"^[a-z]+\[\d+\](?:\.(?P<field>[a-z_0-9]+)[^:]*)
 
 def handle(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, PortalError):
-        return Response({"detail": exc.message, "code": exc.code}, status=exc.status)
+        body = {"detail": exc.message, "code": exc.code}
+        if getattr(exc, "param", None):
+            body["param"] = exc.param
+        return Response(body, status=exc.status)
     if isinstance(exc, CatalogueError):
         return Response(_catalogue_problems(exc.errors), status=400)
     if isinstance(exc, Http404):

@@ -16,12 +16,13 @@ from rest_framework.permissions import AllowAny
 from portal.api.inputs import DecimalString
 from portal.api.query import ID_SCHEMA
 
-# {"detail": "...", "code": "..."}: every error except a 400 that names fields.
+# {"detail": "...", "code": "...", "param"?: "..."}: every error except a 400 that names fields.
 ERROR = {
     "type": "object",
     "properties": {
         "detail": {"type": "string", "description": "What went wrong, for a person."},
         "code": {"type": "string", "description": "What went wrong, for a program: `not_found`, `invalid`…"},
+        "param": {"type": "string", "description": "The field it is about, as a path: `messages[0].content`."},
     },
     "required": ["detail"],
 }
