@@ -8,7 +8,7 @@ from core import prompts as rendering
 from portal import roles
 from portal.models import Membership
 from portal.prompts.models import PromptPublication, PromptTemplate, PromptVersion
-from portal.prompts.services import PromptInvalid
+from portal.prompts.services import PromptInvalid, require_storable
 
 
 def templates_visible_to(user) -> QuerySet[PromptTemplate]:
@@ -70,6 +70,7 @@ def render_preview(template: PromptTemplate, *, version: int | None, values) -> 
         if source is None:
             raise PromptInvalid(f"{template.slug} has no version {version}", param="version")
     specs = rendering.specs_from_dict(source.variables)
+    require_storable(values, param="variables")  # a lone surrogate could not even be sent back as JSON
     try:
         resolved = rendering.resolve_values(specs, values)
         longest = max((len(rendering.value_text(specs[name], value)) for name, value in resolved.items()), default=0)

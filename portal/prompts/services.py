@@ -44,7 +44,7 @@ class PromptInvalid(InvalidInput):
 
     def __init__(self, message: str, *, param: str) -> None:
         super().__init__(message)
-        self.param = param
+        self.param = param[:200]  # a path into deep JSON must not make the answer (or a log line) long
 
 
 class Operator:
@@ -69,7 +69,7 @@ def _require_manager(actor, team: Team) -> None:
         raise NotAllowed("only the team's owners and the tenant's admins can change its prompts")
 
 
-def _require_storable(value: Any, *, param: str, depth: int = 0) -> None:
+def require_storable(value: Any, *, param: str, depth: int = 0) -> None:
     """PostgreSQL refuses NUL in text and jsonb, and no database stores a lone surrogate ("\\ud800" is valid
     JSON): either would fail inside the INSERT, a 500. Refused here, naming the field; so is JSON nested deeper
     than any template needs (walking it must not exhaust the stack)."""
@@ -84,11 +84,11 @@ def _require_storable(value: Any, *, param: str, depth: int = 0) -> None:
             raise PromptInvalid("text must be valid Unicode (no lone surrogates)", param=param) from None
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            _require_storable(key, param=param, depth=depth + 1)
-            _require_storable(item, param=f"{param}.{str(key)[:64]}", depth=depth + 1)
+            require_storable(key, param=param, depth=depth + 1)
+            require_storable(item, param=f"{param}.{str(key)[:64]}", depth=depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _require_storable(item, param=f"{param}[{index}]", depth=depth + 1)
+            require_storable(item, param=f"{param}[{index}]", depth=depth + 1)
 
 
 # --- checking a draft --------------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def create_template(
         ("locked_parameters", locked_parameters),
         ("output_schema", output_schema),
     ):
-        _require_storable(value, param=field)
+        require_storable(value, param=field)
     for flag, value in (("is_shared", is_shared), ("is_private", is_private)):
         if not isinstance(value, bool):
             raise PromptInvalid(f"{flag} is true or false", param=flag)
@@ -259,7 +259,7 @@ def update_draft(template: PromptTemplate, *, actor, actor_label: str = "", **ch
         name = sorted(unknown)[0]
         raise PromptInvalid(f"{name!r} cannot be changed here", param=name)
     for field, value in changes.items():
-        _require_storable(value, param=field)
+        require_storable(value, param=field)
     if "messages" in changes or "variables" in changes:
         messages = changes.get("messages", template.messages)
         # New text without new specs keeps the specs of the variables it still uses.
@@ -371,6 +371,7 @@ def create_version(template: PromptTemplate, *, actor, message: Any = "", actor_
         message = ""
     if not isinstance(message, str) or len(message) > 500:
         raise PromptInvalid("a version's message is a string of at most 500 characters", param="message")
+    require_storable(message, param="message")
     # Lock the template: two concurrent freezes must not take the same number.
     template = PromptTemplate.objects.select_for_update().get(pk=template.pk)
     latest = template.versions.order_by("-number").first()

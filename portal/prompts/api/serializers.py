@@ -50,8 +50,10 @@ class VariableSpecSerializer(serializers.Serializer):
 
 
 def _variables(**kwargs) -> serializers.DictField:
+    # Read back as stored (a spec's absent keys stay absent): the detailed shape documents what is sent.
+    child = serializers.DictField() if kwargs.get("read_only") else VariableSpecSerializer()
     return serializers.DictField(
-        child=VariableSpecSerializer(),
+        child=child,
         help_text="name -> spec, for the variables the messages use; one left out is a required string.",
         **kwargs,
     )

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, mixins, status, viewsets
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,6 +27,22 @@ from portal.prompts.api import serializers
 from portal.prompts.services import PromptInvalid
 
 MAX_VERSION = 2**31 - 1  # PositiveIntegerField
+
+
+class DepthSafeJSONParser(JSONParser):
+    """DRF's JSON parser, but JSON nested past Python's recursion limit (`[[[[…]]]]`, a few kilobytes) is a 400
+    like any other unreadable body, not a RecursionError (a 500)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deeply") from None
+
+
+class PromptDefaults(APIDefaults):
+    # (A comment, not a docstring: the schema would show it.) The one change to the API's defaults.
+    parser_classes = [DepthSafeJSONParser]
 
 
 def _body(request: Request, shape: type, *, required: tuple = ()) -> dict:
@@ -66,7 +83,7 @@ def _read_shape(template, request: Request) -> dict:
     return serializers.PromptSerializer(fresh).data
 
 
-class PromptViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
+class PromptViewSet(PromptDefaults, viewsets.ReadOnlyModelViewSet):
     """Prompt templates the caller can read: their team's, their tenant's shared ones (all of a tenant's, for
     its admins and finance). The team's owners and the tenant's admins create them and change their draft."""
 
@@ -118,7 +135,7 @@ class PromptViewSet(APIDefaults, viewsets.ReadOnlyModelViewSet):
         return Response(_read_shape(template, request))
 
 
-class PromptVersionsView(APIDefaults, mixins.ListModelMixin, generics.GenericAPIView):
+class PromptVersionsView(PromptDefaults, mixins.ListModelMixin, generics.GenericAPIView):
     """`GET`: the template's versions, newest first. `POST {"message"?}`: freeze the draft as the next version
     (a draft equal to the latest version is refused)."""
 
@@ -138,7 +155,7 @@ class PromptVersionsView(APIDefaults, mixins.ListModelMixin, generics.GenericAPI
         return Response(serializers.PromptVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
-class PromptVersionView(APIDefaults, APIView):
+class PromptVersionView(PromptDefaults, APIView):
     """One version, with its diff against the version before."""
 
     @extend_schema(responses={200: serializers.PromptVersionSerializer})
@@ -152,7 +169,7 @@ class PromptVersionView(APIDefaults, APIView):
         return Response(serializers.PromptVersionSerializer(version).data)
 
 
-class PublishPromptView(APIDefaults, APIView):
+class PublishPromptView(PromptDefaults, APIView):
     """`POST {"environment", "version"}` serves one version there; `{"environment", "split": {"3": 90, "4": 10}}`
     splits its calls between two. Gateways serve it within one change-feed notification."""
 
@@ -176,7 +193,7 @@ class PublishPromptView(APIDefaults, APIView):
         return Response(serializers.PublicationSerializer(publication).data)
 
 
-class RollbackPromptView(APIDefaults, APIView):
+class RollbackPromptView(PromptDefaults, APIView):
     """`POST {"environment"}`: back to what the environment served before its current publication."""
 
     @extend_schema(request=serializers.RollbackSerializer, responses={200: serializers.PublicationSerializer})
@@ -187,7 +204,7 @@ class RollbackPromptView(APIDefaults, APIView):
         return Response(serializers.PublicationSerializer(publication).data)
 
 
-class RenderPromptView(APIDefaults, APIView):
+class RenderPromptView(PromptDefaults, APIView):
     """`POST {"variables", "version"?}`: the messages a call would send (the draft's when `version` is left
     out), without calling a model. Anyone who can read the template may render it."""
 
