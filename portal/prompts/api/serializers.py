@@ -59,8 +59,37 @@ def _variables(**kwargs) -> serializers.DictField:
     )
 
 
+_JSON_TYPES = {int: "integer", float: "number", str: "string", list: "array", dict: "object", bool: "boolean"}
+
+
+def _parameter_schema(types: tuple) -> dict:
+    names = ["number"] if float in types else [_JSON_TYPES[kind] for kind in types]
+    return {"type": names[0]} if len(names) == 1 else {"oneOf": [{"type": name} for name in names]}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {name: _parameter_schema(types) for name, types in rendering.PARAMETERS.items()},
+        "additionalProperties": False,
+        "description": "Default chat parameters (a caller may override those not locked).",
+    }
+)
+class ParametersField(serializers.DictField):
+    pass
+
+
 def _parameters(**kwargs) -> serializers.DictField:
-    return serializers.DictField(help_text=f"Default chat parameters: {', '.join(rendering.PARAMETERS)}.", **kwargs)
+    return ParametersField(**kwargs)
+
+
+def _messages(**kwargs) -> serializers.ListField:
+    return serializers.ListField(child=MessageSerializer(), min_length=1, max_length=rendering.MAX_MESSAGES, **kwargs)
+
+
+@extend_schema_field({"type": "object", "nullable": True, "additionalProperties": True})
+class OutputSchemaField(serializers.JSONField):
+    pass
 
 
 class PromptChangesSerializer(serializers.Serializer):
@@ -72,7 +101,7 @@ class PromptChangesSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(max_length=5000, allow_blank=True, required=False)
     alias = serializers.CharField(max_length=100, required=False, help_text="The catalogue alias calls go to.")
-    messages = MessageSerializer(many=True, required=False, max_length=rendering.MAX_MESSAGES, min_length=1)
+    messages = _messages(required=False)
     variables = _variables(required=False)
     parameters = _parameters(required=False)
     locked_parameters = serializers.ListField(
@@ -80,7 +109,7 @@ class PromptChangesSerializer(serializers.Serializer):
         required=False,
         help_text="Parameters a caller may not override.",
     )
-    output_schema = serializers.JSONField(required=False, allow_null=True, help_text="A JSON Schema object.")
+    output_schema = OutputSchemaField(required=False, allow_null=True, help_text="A JSON Schema object.")
     is_shared = serializers.BooleanField(required=False, help_text="Every team of the tenant may read and call it.")
     is_private = serializers.BooleanField(required=False, help_text="Product subscribers call it, never read it.")
     products = serializers.ListField(
@@ -98,7 +127,7 @@ class PromptCreateSerializer(PromptChangesSerializer):
     team = serializers.IntegerField(min_value=1, help_text="The owning team's id.")
     name = serializers.CharField(max_length=200)
     alias = serializers.CharField(max_length=100, help_text="The catalogue alias calls go to.")
-    messages = MessageSerializer(many=True, max_length=rendering.MAX_MESSAGES, min_length=1)
+    messages = _messages()
 
 
 class PromptSerializer(serializers.ModelSerializer):
