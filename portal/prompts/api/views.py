@@ -116,7 +116,7 @@ class PromptViewSet(PromptDefaults, viewsets.ReadOnlyModelViewSet):
         if 1 <= team_id < 2**63:
             team = portal_selectors.visible_teams(user=self.request.user).filter(pk=team_id).first()
         if team is None:
-            raise PromptInvalid(f"no team {team_id}", param="team")
+            raise PromptInvalid(f"no team {str(team_id)[:20]}", param="team")
         return team
 
     @extend_schema(request=serializers.PromptChangesSerializer, responses={200: serializers.PromptSerializer})
