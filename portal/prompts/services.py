@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from core import prompts as rendering
 from portal import roles
@@ -205,22 +205,30 @@ def create_template(
     if PromptTemplate.objects.filter(tenant_id=team.tenant_id, slug=slug).exists():
         raise PromptInvalid(f"a prompt with the slug {slug!r} exists already in this tenant", param="slug")
     messages, variables = clean_text_and_variables(messages, variables)
-    template = PromptTemplate.objects.create(
-        tenant_id=team.tenant_id,
-        team=team,
-        slug=slug,
-        name=_clean_name(name),
-        description=_clean_description(description),
-        alias=clean_alias(alias),
-        messages=messages,
-        variables=variables,
-        parameters=clean_parameters(parameters),
-        locked_parameters=clean_locked(locked_parameters),
-        output_schema=clean_output_schema(output_schema),
-        is_shared=is_shared,
-        is_private=is_private,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
-    )
+    values = {
+        "name": _clean_name(name),
+        "description": _clean_description(description),
+        "alias": clean_alias(alias),
+        "messages": messages,
+        "variables": variables,
+        "parameters": clean_parameters(parameters),
+        "locked_parameters": clean_locked(locked_parameters),
+        "output_schema": clean_output_schema(output_schema),
+    }
+    try:
+        # Two creates of one slug at once both pass the check above: the constraint decides, as a 400.
+        with transaction.atomic():
+            template = PromptTemplate.objects.create(
+                tenant_id=team.tenant_id,
+                team=team,
+                slug=slug,
+                is_shared=is_shared,
+                is_private=is_private,
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                **values,
+            )
+    except IntegrityError:
+        raise PromptInvalid(f"a prompt with the slug {slug!r} exists already in this tenant", param="slug") from None
     audit.record(
         tenant=team.tenant,
         actor=actor,
