@@ -1,6 +1,9 @@
 """The one exception handler of /api/v1 (REST_FRAMEWORK["EXCEPTION_HANDLER"] = "portal.api.exceptions.handle").
 
-- Domain errors (portal.errors.PortalError) answer their own status with `{"detail": ..., "code": ...}`.
+- Domain errors (portal.errors.PortalError) answer their own status with `{"detail": ..., "code": ...}`, plus
+  `param` when the error names the field it is about (`messages[0].content`, `variables.ticker`).
+- A body over DATA_UPLOAD_MAX_MEMORY_SIZE answers 413 `{"detail", "code": "body_too_large"}` (Django raises
+  it while DRF reads the body, before any parser or view could answer).
 - A refused catalogue entry (routing.catalogue.CatalogueError) answers 400 with the problems per field,
   like a serializer's validation errors: `{"base_url": ["base_url resolves to ..."]}`.
 - DRF's own errors keep DRF's shape; those with a single message also get their `code`, and a list of messages
@@ -12,7 +15,9 @@
 import logging
 import re
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -29,7 +34,13 @@ _CATALOGUE_PROBLEM = re.compile(r"^[a-z]+\[\d+\](?:\.(?P<field>[a-z_0-9]+)[^:]*)
 
 def handle(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, PortalError):
-        return Response({"detail": exc.message, "code": exc.code}, status=exc.status)
+        body = {"detail": exc.message, "code": exc.code}
+        if getattr(exc, "param", None):
+            body["param"] = exc.param
+        return Response(body, status=exc.status)
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response({"detail": f"the body is larger than {limit} bytes", "code": "body_too_large"}, status=413)
     if isinstance(exc, CatalogueError):
         return Response(_catalogue_problems(exc.errors), status=400)
     if isinstance(exc, Http404):

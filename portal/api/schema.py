@@ -16,12 +16,13 @@ from rest_framework.permissions import AllowAny
 from portal.api.inputs import DecimalString
 from portal.api.query import ID_SCHEMA
 
-# {"detail": "...", "code": "..."}: every error except a 400 that names fields.
+# {"detail": "...", "code": "...", "param"?: "..."}: every error except a 400 that names fields.
 ERROR = {
     "type": "object",
     "properties": {
         "detail": {"type": "string", "description": "What went wrong, for a person."},
         "code": {"type": "string", "description": "What went wrong, for a program: `not_found`, `invalid`…"},
+        "param": {"type": "string", "description": "The field it is about, as a path: `messages[0].content`."},
     },
     "required": ["detail"],
 }
@@ -38,6 +39,7 @@ DESCRIPTIONS = {
     "403": "The caller may see this but not do it (or the session's CSRF token is missing).",
     "404": "Nothing with this id is visible to the caller (or the page is past the last one).",
     "409": "The object's state does not allow this (e.g. approving a rejected subscription).",
+    "413": "The body is larger than the API reads (DATA_UPLOAD_MAX_MEMORY_SIZE).",
     "415": "The body is not JSON (or form data).",
     "429": "Too many attempts; retry later.",
 }
@@ -127,7 +129,7 @@ class ApiSchema(AutoSchema):
             codes.append("404")
         codes += [code for code in getattr(self.view, "extra_error_codes", ()) if code not in codes]
         if self.method in WRITES:
-            codes.append("415")
+            codes += ["413", "415"]
         if getattr(self.view, "throttle_classes", None):
             codes.append("429")
         return codes

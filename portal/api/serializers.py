@@ -138,6 +138,10 @@ class ProductSerializer(BoundedModelSerializer):
         many=True, slug_field="name", queryset=ModelAlias.objects.all(), required=False
     )
     monthly_budget_usd = DecimalString(required=False, allow_null=True)
+    # Bundled by the prompt's own `products` (PATCH /api/v1/prompts/{id}), within the product's tenant.
+    prompts = serializers.SlugRelatedField(
+        many=True, slug_field="slug", read_only=True, help_text="Slugs of the prompt APIs subscribers may call."
+    )
 
     class Meta:
         model = Product
@@ -147,6 +151,7 @@ class ProductSerializer(BoundedModelSerializer):
             "name",
             "description",
             "aliases",
+            "prompts",
             "requires_approval",
             "default_rpm",
             "default_tpm",

@@ -10,6 +10,7 @@ from portal.api import fallbacks, views
 from portal.api.auth import TokenView
 from portal.api.docs import DocsView
 from portal.api.routes import CHANGEABLE_DETAIL, ID, collection, endpoint
+from portal.prompts.api import views as prompts
 from routing.api.explain import ExplainView
 
 TEAM = r"teams/(?P<team_id>[0-9]+)"
@@ -37,6 +38,12 @@ urlpatterns = [
     endpoint("routing/explain", ExplainView.as_view(), "routing-explain"),
     endpoint("usage/summary", UsageSummaryView.as_view(), "usage-summary"),
     *collection("budgets", BudgetViewSet, "budget", detail=CHANGEABLE_DETAIL),
+    *collection("prompts", prompts.PromptViewSet, "prompt", detail=CHANGEABLE_DETAIL),
+    endpoint(rf"prompts/{ID}/versions", prompts.PromptVersionsView.as_view(), "prompt-versions"),
+    endpoint(rf"prompts/{ID}/versions/(?P<number>[0-9]+)", prompts.PromptVersionView.as_view(), "prompt-version"),
+    endpoint(rf"prompts/{ID}/publish", prompts.PublishPromptView.as_view(), "prompt-publish"),
+    endpoint(rf"prompts/{ID}/rollback", prompts.RollbackPromptView.as_view(), "prompt-rollback"),
+    endpoint(rf"prompts/{ID}/render", prompts.RenderPromptView.as_view(), "prompt-render"),
     # Last: any other path under /api/v1/ answers a JSON 404, never Django's HTML page.
     re_path(r"^(?P<path>.*)$", fallbacks.unknown_endpoint),
 ]

@@ -2,11 +2,13 @@
 tenant's admins and finance; a shared one by every member of its tenant. Subscribers of a product that bundles
 a template call it through /v1 but read nothing here. Anything a user cannot read answers 404, not 403."""
 
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 
+from core import prompts as rendering
 from portal import roles
 from portal.models import Membership
-from portal.prompts.models import PromptTemplate
+from portal.prompts.models import PromptPublication, PromptTemplate, PromptVersion
+from portal.prompts.services import PromptInvalid, require_storable
 
 
 def templates_visible_to(user) -> QuerySet[PromptTemplate]:
@@ -36,3 +38,47 @@ def current_publications(template: PromptTemplate) -> dict[str, dict[str, int]]:
 def publication_history(template: PromptTemplate, environment: str | None = None):
     rows = template.publications.select_related("published_by").order_by("-created_at", "-pk")
     return rows.filter(environment=environment) if environment else rows
+
+
+def with_read_details(templates: QuerySet[PromptTemplate]) -> QuerySet[PromptTemplate]:
+    """The templates with what their read shape shows, in a fixed number of queries however many there are:
+    `latest_version` (a number or None), `current_rows` (the current publications) and their products."""
+    latest = PromptVersion.objects.filter(template=OuterRef("pk")).order_by("-number").values("number")[:1]
+    current = PromptPublication.objects.filter(is_current=True).order_by("environment")
+    return (
+        templates.select_related("team", "tenant")
+        .prefetch_related("products", Prefetch("publications", queryset=current, to_attr="current_rows"))
+        .annotate(latest_version=Subquery(latest))
+        .order_by("slug", "pk")
+    )
+
+
+def version_of(template: PromptTemplate, number: int) -> PromptVersion | None:
+    return template.versions.select_related("author").filter(number=number).first()
+
+
+# A preview is bounded like a request body: every `{{` of the text may become the longest value.
+MAX_RENDERED_CHARS = 2_000_000
+
+
+def render_preview(template: PromptTemplate, *, version: int | None, values) -> list[dict]:
+    """The messages `values` give with this version (None: the draft), as a call would send them. Raises
+    PromptInvalid naming the field (`version`, `variables.ticker`)."""
+    source = template
+    if version is not None:
+        source = version_of(template, version)
+        if source is None:
+            raise PromptInvalid(f"{template.slug} has no version {version}", param="version")
+    specs = rendering.specs_from_dict(source.variables)
+    require_storable(values, param="variables")  # a lone surrogate could not even be sent back as JSON
+    try:
+        resolved = rendering.resolve_values(specs, values)
+        longest = max((len(rendering.value_text(specs[name], value)) for name, value in resolved.items()), default=0)
+        size = sum(len(m["content"]) + m["content"].count("{{") * longest for m in source.messages)
+        if size > MAX_RENDERED_CHARS:
+            raise rendering.PromptError(
+                f"these values would render more than {MAX_RENDERED_CHARS:,} characters", param="variables"
+            )
+        return rendering.render(source.messages, specs, resolved)
+    except rendering.PromptError as exc:
+        raise PromptInvalid(exc.message, param=exc.param) from exc

@@ -1,7 +1,8 @@
 """Writing prompt templates: drafts, versions, publications. The console, the REST API and import_prompts all
 write through here, so permissions, validation and the audit log are the same whichever way a change comes.
 
-Who may write: the owning team's owners and the tenant's admins (portal/roles.py: can_manage_team).
+Who may write: the owning team's owners and the tenant's admins (portal/roles.py: can_manage_team), or the
+operator: manage.py commands pass an `Operator`, which no request can produce (REST and console pass a user).
 """
 
 import difflib
@@ -9,12 +10,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from core import prompts as rendering
 from portal import roles
 from portal.errors import InvalidInput, NotAllowed
-from portal.models import Team
+from portal.models import Product, Team
 from portal.prompts.models import (
     DEFAULT_ENVIRONMENTS,
     PromptEnvironment,
@@ -31,6 +32,8 @@ MAX_PARAMETERS_BYTES = 64_000
 MAX_SCHEMA_BYTES = 64_000
 MAX_SLUG_CHARS = 100
 MAX_ENVIRONMENTS = 20
+MAX_JSON_DEPTH = 32
+MAX_PRODUCTS = 50
 DRAFT_FIELDS = ("name", "description", "alias", "messages", "variables", "parameters", "locked_parameters")
 # What a version freezes, in the order its diff shows them.
 FROZEN_FIELDS = ("alias", "messages", "variables", "parameters", "locked_parameters", "output_schema")
@@ -41,12 +44,51 @@ class PromptInvalid(InvalidInput):
 
     def __init__(self, message: str, *, param: str) -> None:
         super().__init__(message)
-        self.param = param
+        self.param = param[:200]  # a path into deep JSON must not make the answer (or a log line) long
+
+
+class Operator:
+    """Whoever runs manage.py on the server: allowed everything, recorded by its label (`manage.py
+    import_prompts`), never as a user."""
+
+    is_authenticated = False
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def _is_operator(actor) -> bool:
+    return isinstance(actor, Operator)
 
 
 def _require_manager(actor, team: Team) -> None:
-    if not roles.can_manage_team(actor, team):
+    if not _is_operator(actor) and not roles.can_manage_team(actor, team):
         raise NotAllowed("only the team's owners and the tenant's admins can change its prompts")
+
+
+def require_storable(value: Any, *, param: str, depth: int = 0) -> None:
+    """PostgreSQL refuses NUL in text and jsonb, and no database stores a lone surrogate ("\\ud800" is valid
+    JSON): either would fail inside the INSERT, a 500. Refused here, naming the field; so is JSON nested deeper
+    than any template needs (walking it must not exhaust the stack)."""
+    if depth > MAX_JSON_DEPTH:
+        raise PromptInvalid(f"nested deeper than {MAX_JSON_DEPTH} levels", param=param)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise PromptInvalid("text must not contain NUL characters", param=param)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PromptInvalid("text must be valid Unicode (no lone surrogates)", param=param) from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            require_storable(key, param=param, depth=depth + 1)
+            require_storable(item, param=f"{param}.{str(key)[:64]}", depth=depth + 1)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            require_storable(item, param=f"{param}[{index}]", depth=depth + 1)
 
 
 # --- checking a draft --------------------------------------------------------------------------------------
@@ -144,26 +186,49 @@ def create_template(
     actor_label: str = "",
 ) -> PromptTemplate:
     _require_manager(actor, team)
+    for field, value in (
+        ("slug", slug),
+        ("name", name),
+        ("alias", alias),
+        ("messages", messages),
+        ("variables", variables),
+        ("description", description),
+        ("parameters", parameters),
+        ("locked_parameters", locked_parameters),
+        ("output_schema", output_schema),
+    ):
+        require_storable(value, param=field)
+    for flag, value in (("is_shared", is_shared), ("is_private", is_private)):
+        if not isinstance(value, bool):
+            raise PromptInvalid(f"{flag} is true or false", param=flag)
     slug = clean_slug(slug)
     if PromptTemplate.objects.filter(tenant_id=team.tenant_id, slug=slug).exists():
         raise PromptInvalid(f"a prompt with the slug {slug!r} exists already in this tenant", param="slug")
     messages, variables = clean_text_and_variables(messages, variables)
-    template = PromptTemplate.objects.create(
-        tenant_id=team.tenant_id,
-        team=team,
-        slug=slug,
-        name=_clean_name(name),
-        description=_clean_description(description),
-        alias=clean_alias(alias),
-        messages=messages,
-        variables=variables,
-        parameters=clean_parameters(parameters),
-        locked_parameters=clean_locked(locked_parameters),
-        output_schema=clean_output_schema(output_schema),
-        is_shared=bool(is_shared),
-        is_private=bool(is_private),
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
-    )
+    values = {
+        "name": _clean_name(name),
+        "description": _clean_description(description),
+        "alias": clean_alias(alias),
+        "messages": messages,
+        "variables": variables,
+        "parameters": clean_parameters(parameters),
+        "locked_parameters": clean_locked(locked_parameters),
+        "output_schema": clean_output_schema(output_schema),
+    }
+    try:
+        # Two creates of one slug at once both pass the check above: the constraint decides, as a 400.
+        with transaction.atomic():
+            template = PromptTemplate.objects.create(
+                tenant_id=team.tenant_id,
+                team=team,
+                slug=slug,
+                is_shared=is_shared,
+                is_private=is_private,
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                **values,
+            )
+    except IntegrityError:
+        raise PromptInvalid(f"a prompt with the slug {slug!r} exists already in this tenant", param="slug") from None
     audit.record(
         tenant=team.tenant,
         actor=actor,
@@ -201,6 +266,8 @@ def update_draft(template: PromptTemplate, *, actor, actor_label: str = "", **ch
     if unknown:
         name = sorted(unknown)[0]
         raise PromptInvalid(f"{name!r} cannot be changed here", param=name)
+    for field, value in changes.items():
+        require_storable(value, param=field)
     if "messages" in changes or "variables" in changes:
         messages = changes.get("messages", template.messages)
         # New text without new specs keeps the specs of the variables it still uses.
@@ -241,6 +308,41 @@ def update_draft(template: PromptTemplate, *, actor, actor_label: str = "", **ch
     return template
 
 
+@transaction.atomic
+def set_products(template: PromptTemplate, *, actor, products: Any, actor_label: str = "") -> PromptTemplate:
+    """Bundle the template in exactly these API products (ids or Product rows) of its own tenant. Bundling
+    changes what a product offers: the template's managers may do it only if they administer the tenant."""
+    _require_manager(actor, template.team)
+    if not _is_operator(actor) and not roles.is_tenant_admin(actor, template.tenant):
+        raise NotAllowed("only the tenant's admins can bundle prompts in its products")
+    if not isinstance(products, list) or len(products) > MAX_PRODUCTS:
+        raise PromptInvalid(f"products is a list of at most {MAX_PRODUCTS} product ids", param="products")
+    own = Product.objects.filter(tenant_id=template.tenant_id)
+    chosen = []
+    for index, product in enumerate(products):
+        product_id = product.pk if isinstance(product, Product) else product
+        if isinstance(product_id, bool) or not isinstance(product_id, int) or not 1 <= product_id < 2**63:
+            raise PromptInvalid("a product is named by its id", param=f"products[{index}]")
+        found = own.filter(pk=product_id).first()
+        if found is None:  # another tenant's product is refused like one that does not exist
+            raise PromptInvalid(f"no product {product_id} in this tenant", param=f"products[{index}]")
+        chosen.append(found)
+    before = set(template.products.values_list("pk", flat=True))
+    if before == {product.pk for product in chosen}:
+        return template
+    template.products.set(chosen)
+    template.save(update_fields=["updated_at"])  # the m2m signal records the feed change; this dates it
+    audit.record(
+        tenant=template.tenant,
+        actor=actor,
+        actor_label=actor_label,
+        action="prompt.updated",
+        target=template,
+        details={"fields": ["products"], "products": sorted(product.pk for product in chosen)},
+    )
+    return template
+
+
 # --- versions ----------------------------------------------------------------------------------------------
 
 
@@ -277,6 +379,7 @@ def create_version(template: PromptTemplate, *, actor, message: Any = "", actor_
         message = ""
     if not isinstance(message, str) or len(message) > 500:
         raise PromptInvalid("a version's message is a string of at most 500 characters", param="message")
+    require_storable(message, param="message")
     # Lock the template: two concurrent freezes must not take the same number.
     template = PromptTemplate.objects.select_for_update().get(pk=template.pk)
     latest = template.versions.order_by("-number").first()
@@ -319,7 +422,7 @@ def environments_of(tenant) -> list[str]:
 
 @transaction.atomic
 def add_environment(tenant, *, actor, name: Any, actor_label: str = "") -> PromptEnvironment:
-    if not roles.is_tenant_admin(actor, tenant):
+    if not _is_operator(actor) and not roles.is_tenant_admin(actor, tenant):
         raise NotAllowed("only the tenant's admins can add environments")
     if not isinstance(name, str) or not name.strip():
         raise PromptInvalid("an environment needs a name", param="name")

@@ -9,6 +9,8 @@ ids that name nothing). Writes (revoke, approve, rotate…) change that world as
 of it that every operation keeps something to act on.
 """
 
+import re
+
 import pytest
 import schemathesis
 from django.core import signals
@@ -21,8 +23,10 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from billing.models import Budget
 from portal import services
 from portal.models import APIKey, AuditLogEntry, Membership, Subscription
+from portal.prompts import services as prompt_services
 from tests.factories import DeploymentFactory, ProviderFactory, TeamFactory, TenantFactory, make_alias
 from tests.portal.factories import MembershipFactory, ProductFactory, SubscriptionFactory, UserFactory
+from tests.prompts.factories import make_prompt
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
 
@@ -42,6 +46,10 @@ REFERENCES = {
     "token",
     "downgrade_alias",
     "routing",  # its weights name the alias's deployments, its fallbacks other aliases
+    "alias",  # a prompt's: a catalogue alias
+    "products",
+    "version",  # a prompt's version that may not exist (yet)
+    "environment",  # a tenant's, and one rolled back needs an earlier publication
 }
 # Rules no schema can state: a date that has passed, a URL Django's validator finds stranger than the `uri`
 # format does, a base URL the SSRF rules refuse, one of two fields required (limit_usd or limit_tokens; api_key
@@ -54,6 +62,15 @@ DOMAIN_RULES = {
     "api_key",
     "since",
     "non_field_errors",
+    # Prompts (portal/prompts/services.py): a `{{` that is no variable, a spec for a variable the text does not
+    # use, a default of the wrong type, a slug taken, a split summing to other than 100, a draft already frozen.
+    "messages",
+    "variables",
+    "slug",
+    "split",
+    "draft",
+    "output_schema",
+    "parameters",
 }
 # portal.errors.InvalidInput, and a wrong email or password (400, as DRF's own token view answers).
 DOMAIN_CODES = {"invalid", "invalid_credentials", "email_not_verified"}
@@ -70,6 +87,7 @@ COLLECTIONS = {
     "providers": "providers",
     "deployments": "deployments",
     "aliases": "aliases",
+    "prompts": "prompts",
 }
 seeded_ids: dict[str, list[int]] = {}
 requests_made = {"count": 0}
@@ -111,6 +129,8 @@ def tolerant_positive_data_acceptance(ctx, response, case):
 
 def _only_about(response, fields: set[str]) -> bool:
     body = response.json()
+    if "param" in body:  # a domain error about one field, as a path: `messages[0].content`, `variables.ticker`
+        return re.split(r"[.\[]", body["param"])[0] in fields
     if set(body) <= {"detail", "code"}:
         return body.get("code") in DOMAIN_CODES
     return all(name in fields or _is_taken(messages) for name, messages in body.items())
@@ -158,6 +178,10 @@ def build_world() -> dict[str, str]:
         for team in teams
     ]
     services.invite_member(team=teams[0], invited_by=admin, email="new@example.test", role=Membership.Role.MEMBER)
+    prompts = [make_prompt(team=team, owner=admin, alias=aliases[0].name, slug=f"prompt-{team.pk}") for team in teams]
+    for prompt in prompts:
+        prompt_services.create_version(prompt, actor=admin)
+        prompt_services.publish(prompt, actor=admin, environment="prod", version=1)
     seeded_ids.clear()
     seeded_ids.update(
         tenants=[tenant.pk],
@@ -170,6 +194,7 @@ def build_world() -> dict[str, str]:
         providers=[deployment.provider.pk for deployment in deployments],
         deployments=[deployment.pk for deployment in deployments],
         aliases=[alias.pk for alias in aliases],
+        prompts=[prompt.pk for prompt in prompts],
     )
     return {
         role: Token.objects.get_or_create(user=user)[0].key for role, user in (("admin", admin), ("member", member))

@@ -36,6 +36,7 @@ def test_a_platform_admins_product_has_no_tenant_and_every_tenant_sees_it(alias)
         "monthly_budget_usd": "250.5",  # exact, in its shortest spelling
         "id": 0,
         "tenant": None,
+        "prompts": [],  # bundled from the prompt's side (PATCH /api/v1/prompts/{id} {"products"})
         "is_published": True,
         "created_at": "",
     }
