@@ -55,6 +55,8 @@ MAX_VARIABLES = 100
 MAX_ENUM_VALUES = 200
 MAX_VALUE_CHARS = 100_000  # one rendered value
 MAX_NAME_CHARS = 64
+# What one render may produce: a 100 KB value named in every `{{` of a long template would be gigabytes.
+MAX_RENDERED_CHARS = 2_000_000
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
 _NAME_RE = re.compile(rf"^{_NAME}$")
@@ -323,9 +325,24 @@ def render_text(text: str, specs: dict[str, VariableSpec], values: dict[str, Any
     return _TOKEN_RE.sub(substitute, text)
 
 
+def rendered_size(messages: list[dict], specs: dict[str, VariableSpec], resolved: dict[str, Any]) -> int:
+    """The characters render() would produce, counted without producing them."""
+    lengths = {name: len(value_text(spec, resolved[name])) for name, spec in specs.items()}
+    size = 0
+    for message in messages:
+        text = message["content"]
+        size += len(text)
+        for match in _TOKEN_RE.finditer(text):
+            size += (lengths[match.group(1)] if match.group(1) else 2) - len(match.group(0))
+    return size
+
+
 def render(messages: list[dict], specs: dict[str, VariableSpec], values: Any) -> list[dict]:
-    """The chat messages for these values (raises PromptError naming `variables.<name>`)."""
+    """The chat messages for these values (raises PromptError naming `variables.<name>`, or `variables` when
+    they would render more than MAX_RENDERED_CHARS)."""
     resolved = resolve_values(specs, values)
+    if rendered_size(messages, specs, resolved) > MAX_RENDERED_CHARS:
+        raise PromptError(f"these values would render more than {MAX_RENDERED_CHARS:,} characters", param="variables")
     return [{"role": m["role"], "content": render_text(m["content"], specs, resolved)} for m in messages]
 
 

@@ -13,7 +13,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +21,7 @@ from rest_framework.views import APIView
 
 from portal.api.exceptions import handle
 from portal.api.inputs import StrictTypes
+from portal.api.parsers import DepthSafeJSONParser
 from portal.api.schema import ApiSchema
 
 AUTHENTICATION_CLASSES = [TokenAuthentication, SessionAuthentication]
@@ -65,7 +65,7 @@ class TokenView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [PasswordGuessThrottle]
-    parser_classes = [JSONParser]
+    parser_classes = [DepthSafeJSONParser]
     schema = ApiSchema()
 
     def get_exception_handler(self):

@@ -12,7 +12,6 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, mixins, status, viewsets
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +21,7 @@ from portal import roles, selectors, services
 from portal.api import serializers
 from portal.api.auth import AUTHENTICATION_CLASSES
 from portal.api.exceptions import handle
+from portal.api.parsers import DepthSafeJSONParser
 from portal.api.permissions import CanReadAuditLog, require
 from portal.api.query import Filter, PageNumbers, filtered, require_path_ids
 from portal.api.schema import ApiSchema
@@ -40,7 +40,7 @@ class APIDefaults:
 
     authentication_classes = AUTHENTICATION_CLASSES
     permission_classes = [IsAuthenticated]
-    parser_classes = [JSONParser]  # the one body format the schema documents; anything else answers 415
+    parser_classes = [DepthSafeJSONParser]  # the one body format the schema documents; anything else answers 415
     pagination_class = PageNumbers
     schema = ApiSchema()
     filters: tuple[Filter, ...] = ()  # exact-match query parameters of the list

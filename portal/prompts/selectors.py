@@ -57,8 +57,8 @@ def version_of(template: PromptTemplate, number: int) -> PromptVersion | None:
     return template.versions.select_related("author").filter(number=number).first()
 
 
-# A preview is bounded like a request body: every `{{` of the text may become the longest value.
-MAX_RENDERED_CHARS = 2_000_000
+# A preview is bounded as a call's render is (core/prompts.py).
+MAX_RENDERED_CHARS = rendering.MAX_RENDERED_CHARS
 
 
 def render_preview(template: PromptTemplate, *, version: int | None, values) -> list[dict]:
@@ -72,13 +72,6 @@ def render_preview(template: PromptTemplate, *, version: int | None, values) -> 
     specs = rendering.specs_from_dict(source.variables)
     require_storable(values, param="variables")  # a lone surrogate could not even be sent back as JSON
     try:
-        resolved = rendering.resolve_values(specs, values)
-        longest = max((len(rendering.value_text(specs[name], value)) for name, value in resolved.items()), default=0)
-        size = sum(len(m["content"]) + m["content"].count("{{") * longest for m in source.messages)
-        if size > MAX_RENDERED_CHARS:
-            raise rendering.PromptError(
-                f"these values would render more than {MAX_RENDERED_CHARS:,} characters", param="variables"
-            )
-        return rendering.render(source.messages, specs, resolved)
+        return rendering.render(source.messages, specs, values)
     except rendering.PromptError as exc:
         raise PromptInvalid(exc.message, param=exc.param) from exc

@@ -86,3 +86,11 @@ def test_outside_the_api_django_keeps_its_own_404_page(client):
 
     assert response.status_code == 404
     assert "application/json" not in response["content-type"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tenants/", "/api/v1/keys/", "/api/v1/teams/", "/api/v1/auth/token/"])
+def test_json_nested_past_the_recursion_limit_is_a_json_400_on_every_endpoint(client, path):
+    # A few kilobytes that DRF's parser would turn into a RecursionError (a 500) before any view code runs.
+    deep = "[" * 100_000 + "]" * 100_000
+    response = client.post(path, deep, content_type="application/json")
+    assert_json_error(response, 400, "parse_error")

@@ -145,3 +145,16 @@ def test_a_split_is_drawn_by_its_percentages_with_a_fixed_seed():
     assert abs(draws.count(4) - 1_000) <= 150
     assert set(draws) == {3, 4}
     assert prompts.pick_version({"5": 100}, rng=rng) == 5
+
+
+def test_a_render_is_bounded_without_being_produced():
+    # 100 uses of one variable, each given the longest value allowed: 10 MB if rendered.
+    messages = prompts.clean_messages([{"role": "user", "content": "{{v}} " * 100}])
+    specs = prompts.clean_variable_specs({}, used=["v"])
+    big = "x" * prompts.MAX_VALUE_CHARS
+    assert prompts.rendered_size(messages, specs, {"v": big}) == 100 * (prompts.MAX_VALUE_CHARS + 1)
+    with pytest.raises(prompts.PromptError) as caught:
+        prompts.render(messages, specs, {"v": big})
+    assert caught.value.param == "variables"
+    small = prompts.render(messages, specs, {"v": "ab"})
+    assert len(small[0]["content"]) == prompts.rendered_size(messages, specs, {"v": "ab"}) == 300

@@ -11,7 +11,6 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, mixins, status, viewsets
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,20 +28,9 @@ from portal.prompts.services import PromptInvalid
 MAX_VERSION = 2**31 - 1  # PositiveIntegerField
 
 
-class DepthSafeJSONParser(JSONParser):
-    """DRF's JSON parser, but JSON nested past Python's recursion limit (`[[[[…]]]]`, a few kilobytes) is a 400
-    like any other unreadable body, not a RecursionError (a 500)."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise exceptions.ParseError("JSON parse error - nested too deeply") from None
-
-
 class PromptDefaults(APIDefaults):
-    # (A comment, not a docstring: the schema would show it.) The one change to the API's defaults.
-    parser_classes = [DepthSafeJSONParser]
+    # (A comment, not a docstring: the schema would show it.) What the prompt views share: the API's defaults.
+    pass
 
 
 def _body(request: Request, shape: type, *, required: tuple = ()) -> dict:
