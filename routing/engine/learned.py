@@ -62,7 +62,11 @@ class CrossValidation:
     best: str  # the best single deployment on the file (highest mean score)
     best_quality: float
     curve: tuple[OperatingPoint, ...]
-    recommended: OperatingPoint | None  # None: no point keeps `keep` of the best's quality with the margin
+    recommended: OperatingPoint | None  # None: no point keeps `keep` + `margin` of the best's quality
+    # The nested cross-validation's estimate of the optimism of choosing the point on these same lines (0 or
+    # more; 0 in versions stored before it), added to `keep` for the recommended point, and each fold's shortfall.
+    margin: float = 0.0
+    shortfalls: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -194,6 +198,8 @@ def _validation_to_json(validation: CrossValidation | None) -> dict | None:
         "best_quality": validation.best_quality,
         "curve": [_point_to_json(p) for p in validation.curve],
         "recommended": None if validation.recommended is None else _point_to_json(validation.recommended),
+        "margin": validation.margin,
+        "shortfalls": list(validation.shortfalls),
     }
 
 
@@ -209,6 +215,8 @@ def _validation_from_json(data: dict | None) -> CrossValidation | None:
         best_quality=data["best_quality"],
         curve=tuple(OperatingPoint(*p) for p in data["curve"]),
         recommended=None if recommended is None else OperatingPoint(*recommended),
+        margin=data.get("margin", 0.0),  # absent from the versions stored before the nested margin
+        shortfalls=tuple(data.get("shortfalls", ())),
     )
 
 
