@@ -183,6 +183,26 @@ def from_bytes(blob: bytes, *, version: int = 0) -> LearnedModel:
     )
 
 
+def read_cross_validation(head: bytes) -> CrossValidation | None:
+    """The cross-validation from the start of a stored blob, without the weights: it precedes them, so a prefix
+    of the compressed bytes is enough (a few KB). None for format TLR1 or a model stored without it. Raises
+    ValueError when the prefix stops before the cross-validation does (read more of the blob)."""
+    raw = zlib.decompressobj().decompress(head)
+    if raw[:4] == _FORMAT_V1:
+        return None
+    start = 4 + struct.calcsize("<BI")
+    if raw[:4] != _FORMAT or len(raw) < start:
+        raise ValueError("not the start of a learned router model (or a newer format)")
+    _, name_bytes = struct.unpack_from("<BI", raw, 4)
+    offset = start + name_bytes
+    if len(raw) < offset + 4:
+        raise ValueError("the prefix ends before the cross-validation")
+    (meta_bytes,) = struct.unpack_from("<I", raw, offset)
+    if len(raw) < offset + 4 + meta_bytes:
+        raise ValueError("the prefix ends before the cross-validation")
+    return _validation_from_json(json.loads(raw[offset + 4 : offset + 4 + meta_bytes]))
+
+
 def _point_to_json(point: OperatingPoint) -> list:
     return [point.floor, point.trade_off, point.quality, point.quality_share, point.cost_share, point.quality_share_low]
 
