@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from routing import services
+from routing import selectors, services
 from routing.catalogue import import_catalogue
 from routing.engine import learned
 from routing.models import LearnedRouter, ModelAlias
@@ -90,3 +90,14 @@ def test_a_version_too_small_to_cross_validate_shows_no_recommended_point(client
 
     assert learned_model["version"] == 1 and learned_model["recommended"] is None
     assert "no recommended point: too few lines scoring every deployment to cross-validate" in page
+
+
+def test_the_recommendation_is_read_with_the_version_and_no_query_of_its_own(smart, django_assert_num_queries):
+    router = services.train_router(alias=smart, lines=noisy_lines())
+    latest = selectors.latest_learned_router(alias=smart)
+
+    with django_assert_num_queries(0):  # from the head learned_versions annotates, not the deferred weights
+        recommendation = selectors.learned_recommendation(router=latest)
+
+    assert recommendation.point == stored_validation(router).recommended
+    assert recommendation.target == round(0.95 + recommendation.margin, 4)
