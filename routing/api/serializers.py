@@ -289,7 +289,7 @@ class AliasRouting(serializers.Field):
                 "`keep` + `margin` of `best`'s quality (by one standard error); null without cross-validation "
                 "(too few lines) or when no point kept it.",
                 "properties": {
-                    "label": {"type": "string", "examples": ["trade-off 0.07", "floor 0.85"]},
+                    "label": {"type": "string", "example": "trade-off 0.07"},
                     "floor": {"type": "number", "nullable": True},
                     "trade_off": {"type": "number"},
                     "quality_share": {"type": "number", "description": "cross-validated quality / best's"},
