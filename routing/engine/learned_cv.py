@@ -4,10 +4,11 @@ Each line is predicted by a model trained on the other folds (out of fold), then
 router would, at every point of a grid of floors and trade-offs; a point's quality is the mean score of the
 deployments it chose, its cost their estimated cost (the prompt at ~4 characters a token and
 strategies.DEFAULT_EXPECTED_OUTPUT_TOKENS out, at each deployment's list price). The recommended point
-(recommend) is the cheapest one whose quality keeps `keep` of the best single deployment's with a margin of one
-standard error, raised by a margin for the optimism of choosing on the same lines (nested): each fold in turn is
-held out of the choice, the point is chosen on the other folds' out-of-fold predictions and scored on the held-out
-fold, and the margin is the mean of (its quality share where chosen - its quality share held out), at least 0.
+(recommend) is the cheapest one whose quality, less one standard error, keeps `keep` plus a margin of the best
+single deployment's. The margin is the optimism of choosing on the lines that score the choice, found by nesting:
+each fold in turn is held out of the choice, the point is chosen on the other folds' out-of-fold predictions and
+scored on the held-out fold, and the margin is the mean of (its quality share where chosen - its quality share
+held out), at least 0.
 Seeded: the same file, prices and seed give the same curve, margin and point, hence the same bytes.
 """
 
