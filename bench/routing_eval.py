@@ -22,7 +22,8 @@ more often), so the cascade-verifier rows are read by how fast they degrade as t
 
 The learned router's operating point is chosen on the train split only: `train_router` cross-validates on the
 train file and stores a recommended point with the model (routing/engine/learned_cv.py), and the
-learned-recommended alias sets no floor and no trade-off, so the gateway routes with that point. The floor and
+learned-recommended alias sets no floor and no trade-off, so the gateway routes with that point (its target raised
+by the nested cross-validation's margin, which was added after the first held-out run missed the bar). The floor and
 trade-off sweeps beside it are replayed on the test split for the curve; a point picked from them is picked on
 test, and the table says so.
 """
@@ -546,10 +547,14 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated strategy names (always-premium is always run)")
     parser.add_argument("--limit", type=int, help="replay only the first N test prompts (a quick look)")
     parser.add_argument("--replot", action="store_true", help="redraw the PNG from the last run's points only")
+    parser.add_argument(
+        "--port-base", type=int, help="the upstream, verifier and gateway on this port and the next two (default: free)"
+    )
     args = parser.parse_args()
     if args.replot:
         plot(load_points(RESULTS / "routing_eval.json"), RESULTS / "routing_eval.png")
         return
+    port = lambda offset: args.port_base + offset if args.port_base else None  # noqa: E731
     wanted = set(args.only.split(",")) | {"always-premium"} if args.only else None
     # "learned" names its variants too (learned-trade-off)
     is_wanted = lambda name: wanted is None or any(name == w or name.startswith(f"{w}-") for w in wanted)  # noqa: E731
@@ -563,8 +568,8 @@ def main() -> None:
     context = Context(train=train, test=test)
     judge = RecordedVerifier(test)
     with (
-        LoopbackServer(RecordedUpstream(train + test)) as upstream,
-        LoopbackServer(judge) as verifier,
+        LoopbackServer(RecordedUpstream(train + test), port=port(0)) as upstream,
+        LoopbackServer(judge, port=port(1)) as verifier,
     ):
         context.verifier_url = f"{verifier.url}/check"
         data = catalogue(upstream.url)
@@ -577,7 +582,7 @@ def main() -> None:
             print(f"skipping {name}: {reason}", flush=True)
 
         points = []
-        with LoopbackServer(application, lifespan="on") as gateway:
+        with LoopbackServer(application, lifespan="on", port=port(2)) as gateway:
             client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=issue_key(), max_retries=0)
             for strategy in chosen:
                 if strategy.name not in skipped and (reason := probe(client, strategy, test[0])):

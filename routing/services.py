@@ -134,8 +134,8 @@ def train_router(
     """Train the alias's next learned-router version from JSON lines and store it; the alias routes with it
     from the next snapshot on (the change feed carries it to every process). Every line is checked first:
     one bad line refuses the whole file. The same file and seed give the same model bytes. The version also
-    stores its cross-validation on the file and the operating point recommended to keep `keep` of the best
-    deployment's quality (routing/engine/learned_cv.py)."""
+    stores its cross-validation on the file and the operating point recommended to keep `keep`, plus the
+    nested margin, of the best deployment's quality (routing/engine/learned_cv.py)."""
     digest = hashlib.sha256()
 
     def hashed(source: Iterable[str]):

@@ -153,12 +153,14 @@ def alias_routing(request, alias_id: int):
         else:
             messages.success(request, f"Saved how {alias.name} routes. Gateways apply it within seconds.")
             return redirect(reverse("console:catalogue") + "#aliases")
+    learned_router = routing_selectors.latest_learned_router(alias=alias)
     context = {
         "alias": alias,
         "form": form,
         "deployments": deployments,
         "stored": stored,
-        "learned_router": routing_selectors.latest_learned_router(alias=alias),
+        "learned_router": learned_router,
+        "learned_recommendation": learned_router and routing_selectors.learned_recommendation(router=learned_router),
         "stored_yaml": dump_catalogue_yaml({"routing": stored}) if stored else "",
     }
     return render_page(request, "console/alias_routing.html", context, section="catalogue")

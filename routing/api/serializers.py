@@ -281,6 +281,29 @@ class AliasRouting(serializers.Field):
             "trained_at": {"type": "string", "format": "date-time"},
             "rows": {"type": "integer", "description": "the training file's lines it learnt from"},
             "deployments": {"type": "array", "items": {"type": "string"}, "description": "those it predicts"},
+            "recommended": {
+                "type": "object",
+                "nullable": True,
+                "description": "The operating point it routes with when neither the alias nor the call sets a "
+                "floor or a trade-off: the cheapest that cross-validation on the training file found to keep "
+                "`keep` + `margin` of `best`'s quality (by one standard error); null without cross-validation "
+                "(too few lines) or when no point kept it.",
+                "properties": {
+                    "label": {"type": "string", "example": "trade-off 0.07"},
+                    "floor": {"type": "number", "nullable": True},
+                    "trade_off": {"type": "number"},
+                    "quality_share": {"type": "number", "description": "cross-validated quality / best's"},
+                    "cost_share": {"type": "number", "description": "estimated cost / best's"},
+                    "best": {"type": "string"},
+                    "keep": {"type": "number"},
+                    "margin": {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "nested cross-validation's estimate of the optimism of choosing the point "
+                        "on the same lines, added to keep",
+                    },
+                },
+            },
         },
     }
 )
@@ -300,7 +323,24 @@ class LearnedModel(serializers.Field):
             "trained_at": trained_at,
             "rows": router.examples,
             "deployments": list(router.deployments),
+            "recommended": _recommended(selectors.learned_recommendation(router=router)),
         }
+
+
+def _recommended(recommendation: selectors.LearnedRecommendation | None) -> dict | None:
+    if recommendation is None or recommendation.point is None:
+        return None
+    point = recommendation.point
+    return {
+        "label": point.label,
+        "floor": point.floor,
+        "trade_off": point.trade_off,
+        "quality_share": point.quality_share,
+        "cost_share": point.cost_share,
+        "best": recommendation.best,
+        "keep": recommendation.keep,
+        "margin": recommendation.margin,
+    }
 
 
 class ModelAliasSerializer(BoundedModelSerializer):

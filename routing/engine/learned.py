@@ -62,7 +62,11 @@ class CrossValidation:
     best: str  # the best single deployment on the file (highest mean score)
     best_quality: float
     curve: tuple[OperatingPoint, ...]
-    recommended: OperatingPoint | None  # None: no point keeps `keep` of the best's quality with the margin
+    recommended: OperatingPoint | None  # None: no point keeps `keep` + `margin` of the best's quality
+    # The nested cross-validation's estimate of the optimism of choosing the point on these same lines (0 or
+    # more; 0 in versions stored before it), added to `keep` for the recommended point, and each fold's shortfall.
+    margin: float = 0.0
+    shortfalls: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -179,6 +183,26 @@ def from_bytes(blob: bytes, *, version: int = 0) -> LearnedModel:
     )
 
 
+def read_cross_validation(head: bytes) -> CrossValidation | None:
+    """The cross-validation from the start of a stored blob, without the weights: it precedes them, so a prefix
+    of the compressed bytes is enough (a few KB). None for format TLR1 or a model stored without it. Raises
+    ValueError when the prefix stops before the cross-validation does (read more of the blob)."""
+    raw = zlib.decompressobj().decompress(head)
+    if raw[:4] == _FORMAT_V1:
+        return None
+    start = 4 + struct.calcsize("<BI")
+    if raw[:4] != _FORMAT or len(raw) < start:
+        raise ValueError("not the start of a learned router model (or a newer format)")
+    _, name_bytes = struct.unpack_from("<BI", raw, 4)
+    offset = start + name_bytes
+    if len(raw) < offset + 4:
+        raise ValueError("the prefix ends before the cross-validation")
+    (meta_bytes,) = struct.unpack_from("<I", raw, offset)
+    if len(raw) < offset + 4 + meta_bytes:
+        raise ValueError("the prefix ends before the cross-validation")
+    return _validation_from_json(json.loads(raw[offset + 4 : offset + 4 + meta_bytes]))
+
+
 def _point_to_json(point: OperatingPoint) -> list:
     return [point.floor, point.trade_off, point.quality, point.quality_share, point.cost_share, point.quality_share_low]
 
@@ -194,6 +218,8 @@ def _validation_to_json(validation: CrossValidation | None) -> dict | None:
         "best_quality": validation.best_quality,
         "curve": [_point_to_json(p) for p in validation.curve],
         "recommended": None if validation.recommended is None else _point_to_json(validation.recommended),
+        "margin": validation.margin,
+        "shortfalls": list(validation.shortfalls),
     }
 
 
@@ -209,6 +235,8 @@ def _validation_from_json(data: dict | None) -> CrossValidation | None:
         best_quality=data["best_quality"],
         curve=tuple(OperatingPoint(*p) for p in data["curve"]),
         recommended=None if recommended is None else OperatingPoint(*recommended),
+        margin=data.get("margin", 0.0),  # absent from the versions stored before the nested margin
+        shortfalls=tuple(data.get("shortfalls", ())),
     )
 
 

@@ -4,14 +4,18 @@ Each line is predicted by a model trained on the other folds (out of fold), then
 router would, at every point of a grid of floors and trade-offs; a point's quality is the mean score of the
 deployments it chose, its cost their estimated cost (the prompt at ~4 characters a token and
 strategies.DEFAULT_EXPECTED_OUTPUT_TOKENS out, at each deployment's list price). The recommended point
-(recommend) is the cheapest one whose quality keeps `keep` of the best single deployment's with a margin of one
-standard error. Seeded: the same file, prices and seed give the same curve and point, hence the same bytes.
+(recommend) is the cheapest one whose quality, less one standard error, keeps `keep` plus a margin of the best
+single deployment's. The margin is the optimism of choosing on the lines that score the choice, found by nesting:
+each fold in turn is held out of the choice, the point is chosen on the other folds' out-of-fold predictions and
+scored on the held-out fold, and the margin is the mean of (its quality share where chosen - its quality share
+held out), at least 0.
+Seeded: the same file, prices and seed give the same curve, margin and point, hence the same bytes.
 """
 
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from routing.engine import learned
@@ -23,6 +27,7 @@ KEEP = 0.95
 MIN_EXAMPLES = 2 * FOLDS  # fewer lines scoring every deployment: no cross-validation, no recommended point
 FLOORS = tuple(round(0.30 + 0.01 * i, 2) for i in range(70))  # 0.30 ... 0.99
 TRADE_OFFS = tuple(round(0.01 * i, 2) for i in range(1, 51))  # 0.01 ... 0.50
+_GRID = tuple((floor, 0.0) for floor in FLOORS) + tuple((None, trade_off) for trade_off in TRADE_OFFS)
 CHARS_PER_TOKEN = 4  # a rough count: only the ratio of two deployments' costs on one prompt matters here
 
 Prices = Mapping[str, tuple[Decimal, Decimal]]  # deployment -> (input, output) USD per million tokens
@@ -47,11 +52,7 @@ def out_of_fold(
     examples: Sequence[tuple[str, Mapping[str, float]]], deployments: Sequence[str], *, seed: int, folds: int
 ) -> list[dict[str, float]]:
     """Each line's predictions by the model trained without its fold (folds drawn by a seeded shuffle)."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    fold_of = [0] * len(examples)
-    for position, index in enumerate(order):
-        fold_of[index] = position % folds
+    fold_of = _folds(len(examples), seed=seed, folds=folds)
     predictions: list[dict[str, float]] = [{} for _ in examples]
     for fold in range(folds):
         rest = [example for index, example in enumerate(examples) if fold_of[index] != fold]
@@ -71,33 +72,63 @@ def cross_validate(
     keep: float = KEEP,
     folds: int = FOLDS,
 ) -> CrossValidation | None:
-    """The out-of-fold cost/quality curve over FLOORS and TRADE_OFFS and the recommended point; None when fewer
-    than MIN_EXAMPLES lines score every deployment (a routing choice can only be scored on those)."""
+    """The out-of-fold cost/quality curve over FLOORS and TRADE_OFFS, the nested margin and the recommended point;
+    None when fewer than MIN_EXAMPLES lines score every deployment (a routing choice can only be scored on those)."""
     complete = [index for index, (_, scores) in enumerate(examples) if all(d in scores for d in deployments)]
     if len(deployments) < 2 or len(complete) < MIN_EXAMPLES:
         return None
     predictions = out_of_fold(examples, deployments, seed=seed, folds=folds)
+    fold_of = _folds(len(examples), seed=seed, folds=folds)
     scored = [
-        (
-            [predictions[i][d] for d in deployments],
-            [examples[i][1][d] for d in deployments],
-            [_cost(examples[i][0], prices[d]) for d in deployments],
+        _Line(
+            predicted=[predictions[i][d] for d in deployments],
+            scores=[examples[i][1][d] for d in deployments],
+            costs=[_cost(examples[i][0], prices[d]) for d in deployments],
+            fold=fold_of[i],
         )
         for i in complete
     ]
-    means = [sum(row[1][k] for row in scored) / len(scored) for k in range(len(deployments))]
-    best = max(range(len(deployments)), key=lambda k: (means[k], -k))
-    best_cost = sum(row[2][best] for row in scored) or 1
+    best, curve = _curve(scored, keep=keep)
+    shortfalls = nested_shortfalls(scored, keep=keep, folds=folds)
+    margin = round(max(0.0, sum(shortfalls) / len(shortfalls)), 4) if shortfalls else 0.0
+    return CrossValidation(
+        folds=folds,
+        examples=len(scored),
+        keep=keep,
+        best=deployments[best],
+        best_quality=round(sum(line.scores[best] for line in scored) / len(scored), 4),
+        curve=tuple(curve),
+        recommended=recommend(curve, keep=keep, margin=margin),
+        margin=margin,
+        shortfalls=tuple(shortfalls),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """One line scoring every deployment: its out-of-fold predictions, scores, estimated costs and fold."""
+
+    predicted: list[float]
+    scores: list[float]
+    costs: list[float]
+    fold: int
+
+
+def _curve(lines: Sequence["_Line"], *, keep: float) -> tuple[int, list[OperatingPoint]]:
+    """The best single deployment on these lines (its index) and every grid point scored against it."""
+    count = len(lines)
+    means = [sum(line.scores[k] for line in lines) / count for k in range(len(lines[0].scores))]
+    best = max(range(len(means)), key=lambda k: (means[k], -k))
+    best_cost = sum(line.costs[best] for line in lines) or 1
+    best_quality = means[best] or 1
     curve = []
-    points = [(floor, 0.0) for floor in FLOORS] + [(None, trade_off) for trade_off in TRADE_OFFS]
-    for floor, trade_off in points:
-        chosen = [learned.rank(p, c, floor=floor, trade_off=trade_off)[0][0] for p, _, c in scored]
-        quality = [row[1][k] for row, k in zip(scored, chosen, strict=True)]
-        cost = sum(row[2][k] for row, k in zip(scored, chosen, strict=True))
-        mean = sum(quality) / len(quality)
+    for floor, trade_off in _GRID:
+        chosen = _route(lines, floor=floor, trade_off=trade_off)
+        quality = [line.scores[k] for line, k in zip(lines, chosen, strict=True)]
+        cost = sum(line.costs[k] for line, k in zip(lines, chosen, strict=True))
+        mean = sum(quality) / count
         # Paired with the best deployment on the same lines: d = routed score - keep x the best's score.
-        error = _standard_error([q - keep * row[1][best] for q, row in zip(quality, scored, strict=True)])
-        best_quality = means[best] or 1
+        error = _standard_error([q - keep * line.scores[best] for q, line in zip(quality, lines, strict=True)])
         curve.append(
             OperatingPoint(
                 floor=floor,
@@ -108,22 +139,52 @@ def cross_validate(
                 quality_share_low=round((mean - error) / best_quality, 4),
             )
         )
-    return CrossValidation(
-        folds=folds,
-        examples=len(scored),
-        keep=keep,
-        best=deployments[best],
-        best_quality=round(means[best], 4),
-        curve=tuple(curve),
-        recommended=recommend(curve, keep=keep),
-    )
+    return best, curve
 
 
-def recommend(curve: Sequence[OperatingPoint], *, keep: float) -> OperatingPoint | None:
-    """The cheapest point whose quality_share_low is >= keep: it keeps `keep` of the best deployment's quality
-    by one standard error. Ties (the same cost and quality): floors before trade-offs, and the middle one of the
-    tied run, the furthest from either edge of the plateau. None when no point qualifies."""
-    eligible = [point for point in curve if point.quality_share_low >= keep]
+def nested_shortfalls(lines: Sequence["_Line"], *, keep: float, folds: int) -> list[float]:
+    """Per fold held out of the choice: the recommended point's quality share on the other folds (where it was
+    chosen) less its quality share on the held-out fold, against the same best deployment. The choice uses no
+    margin (recommend as it was before one), and the predictions are the same out-of-fold ones, so this costs no
+    training. A fold whose choice is no point, or with no lines, adds nothing."""
+    shortfalls = []
+    for fold in range(folds):
+        inside = [line for line in lines if line.fold != fold]
+        held_out = [line for line in lines if line.fold == fold]
+        if not inside or not held_out:
+            continue
+        best, curve = _curve(inside, keep=keep)
+        chosen = recommend(curve, keep=keep)
+        if chosen is None:
+            continue
+        routed = _route(held_out, floor=chosen.floor, trade_off=chosen.trade_off)
+        quality = sum(line.scores[k] for line, k in zip(held_out, routed, strict=True))
+        best_quality = sum(line.scores[best] for line in held_out) or 1
+        shortfalls.append(round(chosen.quality_share - quality / best_quality, 4))
+    return shortfalls
+
+
+def _route(lines: Sequence["_Line"], *, floor: float | None, trade_off: float) -> list[int]:
+    return [learned.rank(line.predicted, line.costs, floor=floor, trade_off=trade_off)[0][0] for line in lines]
+
+
+def _folds(count: int, *, seed: int, folds: int) -> list[int]:
+    """Each line's fold: a seeded shuffle dealt round-robin (out_of_fold's, so the nested folds are its folds)."""
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    fold_of = [0] * count
+    for position, index in enumerate(order):
+        fold_of[index] = position % folds
+    return fold_of
+
+
+def recommend(curve: Sequence[OperatingPoint], *, keep: float, margin: float = 0.0) -> OperatingPoint | None:
+    """The cheapest point whose quality_share_low is >= keep + margin: it keeps `keep` of the best deployment's
+    quality by one standard error and the nested margin. Ties (the same cost and quality): floors before
+    trade-offs, and the middle one of the tied run, the furthest from either edge of the plateau. None when no
+    point qualifies."""
+    bound = round(keep + margin, 4)  # the curve's shares are rounded to 4 places
+    eligible = [point for point in curve if point.quality_share_low >= bound]
     if not eligible:
         return None
     cheapest = min((point.cost_share, -point.quality) for point in eligible)

@@ -224,6 +224,7 @@ def test_rest_shows_the_learned_model_read_only_and_null_before_one_is_trained(a
         "trained_at": latest.created_at.isoformat().replace("+00:00", "Z"),
         "rows": 16,
         "deployments": ["cheap-llama", "premium-gpt4"],
+        "recommended": detail["recommended"],  # tests/routing/test_learned_recommended_shown.py
     }
     assert listed == {"claude-sonnet": None, "smart": detail}
     assert written.status_code == 200 and written.json()["learned_model"] == detail  # read-only: ignored

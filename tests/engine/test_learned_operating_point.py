@@ -4,6 +4,8 @@ the best deployment's quality by one standard error, is repeatable, is stored wi
 router uses when neither the alias nor the call sets a floor or a trade-off."""
 
 import array
+import dataclasses
+import random
 import struct
 import zlib
 from decimal import Decimal
@@ -126,3 +128,15 @@ def test_a_model_stored_before_cross_validation_still_loads_and_takes_the_best_p
 
     assert old.cross_validation is None and old.predict(SQL) == model.predict(SQL)
     assert ordered[0].deployment == "premium" and reason.startswith("v1: premium 0.")
+
+
+def test_the_cross_validation_reads_from_the_start_of_the_blob_without_the_weights(model):
+    # Weights as hard to compress as trained ones on a real file (this file's are mostly zeros).
+    rng = random.Random(1)
+    noisy = [array.array("f", (rng.uniform(-1, 1) for _ in w)) for w in model.weights]
+    blob = learned.to_bytes(dataclasses.replace(model, weights=tuple(noisy)))
+
+    assert len(blob) > 100_000
+    assert learned.read_cross_validation(blob[:4096]) == model.cross_validation
+    with pytest.raises(ValueError, match="ends before the cross-validation"):
+        learned.read_cross_validation(blob[:200])

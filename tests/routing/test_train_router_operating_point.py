@@ -53,7 +53,8 @@ def test_it_prints_the_cross_validated_curve_and_the_recommended_point(tmp_path)
     assert "cross-validated (5 folds, 60 lines scoring every deployment; the best alone: premium 1.000):" in said
     assert "  floor 0.7       quality 1.000 (100.0% of the best's), cost " in said
     assert f"  {chosen.label:<15} quality 1.000" in said and said.count("<- recommended") == 1
-    assert f"recommended: {chosen.label} (the cheapest point keeping 95% of premium's quality" in said
+    assert f"margin: {validation.margin:.1%} (nested: the point chosen without each fold" in said
+    assert f"recommended: {chosen.label} (the cheapest point keeping 95% + the {validation.margin:.1%} margin" in said
 
 
 def test_the_curve_is_priced_from_the_alias_deployments(tmp_path):
@@ -92,7 +93,7 @@ def test_keep_sets_the_target(tmp_path):
     assert validation.keep == 1.0
     # Every out-of-fold choice was right: 100% is kept, with no error to allow for.
     assert validation.recommended is not None and validation.recommended.quality_share_low == 1.0
-    assert "keeping 100% of premium's quality" in said
+    assert "keeping 100% + the 0.0% margin of premium's quality" in said
 
 
 @pytest.mark.parametrize("keep", ["0.4", "1.5", "nan"])

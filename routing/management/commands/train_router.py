@@ -28,7 +28,8 @@ class Command(BaseCommand):
             type=float,
             default=learned_cv.KEEP,
             help="the recommended point keeps this share of the best deployment's cross-validated quality, "
-            f"by one standard error (0.5 to 1; default {learned_cv.KEEP})",
+            "plus the nested margin, by one standard error "
+            f"(0.5 to 1; default {learned_cv.KEEP})",
         )
 
     def handle(self, *args, alias, file, seed, keep, **options):
@@ -65,6 +66,11 @@ class Command(BaseCommand):
             f"cross-validated ({validation.folds} folds, {validation.examples} lines scoring every deployment; "
             f"the best alone: {validation.best} {validation.best_quality:.3f}):"
         )
+        shortfalls = ", ".join(f"{s:+.1%}" for s in validation.shortfalls) or "none"
+        self.stdout.write(
+            f"margin: {validation.margin:.1%} (nested: the point chosen without each fold, less its quality share "
+            f"on that fold: {shortfalls}); the point must keep {validation.keep + validation.margin:.1%}"
+        )
         chosen = validation.recommended
         for point in validation.curve:
             if point == chosen or point.floor in self.shown_floors or point.trade_off in self.shown_trade_offs:
@@ -74,12 +80,14 @@ class Command(BaseCommand):
                 )
         if chosen is None:
             self.stdout.write(
-                f"recommended: none (no point keeps {validation.keep:.0%} of {validation.best}'s quality by one "
-                "standard error); with no floor and no trade-off the alias takes the best predicted"
+                f"recommended: none (no point keeps {validation.keep:.0%} + the {validation.margin:.1%} margin of "
+                f"{validation.best}'s quality by one standard error); with no floor and no trade-off the alias "
+                "takes the best predicted"
             )
         else:
             self.stdout.write(
-                f"recommended: {chosen.label} (the cheapest point keeping {validation.keep:.0%} of "
-                f"{validation.best}'s quality by one standard error); the alias routes with it unless it sets "
-                "min_quality or learned.trade_off, or the call sends x-tollway-min-quality"
+                f"recommended: {chosen.label} (the cheapest point keeping {validation.keep:.0%} + the "
+                f"{validation.margin:.1%} margin of {validation.best}'s quality by one standard error); the alias "
+                "routes with it unless it sets min_quality or learned.trade_off, or the call sends "
+                "x-tollway-min-quality"
             )
