@@ -84,8 +84,11 @@ class PromptVersion(DataPlaneModel):
         return f"{self.template.slug}@{self.number}"
 
 
-class PromptEnvironment(models.Model):
+class PromptEnvironment(DataPlaneModel):
     """An environment a tenant added beside the defaults (dev, staging, prod)."""
+
+    change_kind = feed.PROMPT
+    change_per_object = False
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="prompt_environments")
     name = models.SlugField(max_length=32)

@@ -16,7 +16,7 @@ from billing.models import Budget
 from core import prompts as prompt_values
 from core.values import BudgetRule, LearnedPolicy, ModelPrice, Principal, RateRule, RoutingPolicy, Target
 from portal.models import APIKey, Product, Subscription, Team
-from portal.prompts.models import PromptPublication, PromptTemplate, PromptVersion
+from portal.prompts.models import PromptEnvironment, PromptPublication, PromptTemplate, PromptVersion
 from routing.catalogue.policies import stored_policy
 from routing.control_plane import feed
 from routing.credentials import CredentialError, decrypt_secret
@@ -407,10 +407,10 @@ def prompts() -> prompt_values.PromptCatalogue:
             versions=versions.get(pk, {}),
             latest_version=latest.get(pk, 0),
         )
-    # A tenant's own environments as its publications name them. (PromptEnvironment rows record no change on the
-    # feed, so they are not read: one added but never published to answers "unknown environment", not "nothing
-    # published there", until something is.)
+    # A tenant's own environments (beside dev, staging and prod), and any a publication names.
     environments: dict[int, set[str]] = {}
+    for tenant_id, name in PromptEnvironment.objects.values_list("tenant_id", "name"):
+        environments.setdefault(tenant_id, set()).add(name)
     for prompt in by_slug.values():
         environments.setdefault(prompt.tenant_id, set()).update(prompt.splits)
     bundling = {pid for ids in products.values() for pid in ids}

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from billing.models import Budget
 from portal.models import APIKey, Product, Subscription, Team, Tenant
-from portal.prompts.models import PromptPublication, PromptTemplate, PromptVersion
+from portal.prompts.models import PromptEnvironment, PromptPublication, PromptTemplate, PromptVersion
 from routing.control_plane import feed, loader, refresher
 from routing.models import AliasDeployment, ChangeEvent, Deployment, LearnedRouter, ModelAlias, Provider
 from tests.factories import DeploymentFactory, ModelAliasFactory, ProviderFactory, TeamFactory, make_alias
@@ -65,6 +65,7 @@ def test_every_data_plane_model_is_recorded_by_save_create_update_bulk_and_delet
         PromptTemplate: world["prompt"],
         PromptVersion: world["prompt_version"],
         PromptPublication: world["publication"],
+        PromptEnvironment: PromptEnvironment.objects.create(tenant=world["team"].tenant, name="canary"),
     }
     # The registry is what the feed watches: a model added to the data plane must be added here too.
     assert set(feed.data_plane_models()) == set(rows)

@@ -2,6 +2,7 @@
 openai SDK chat call beside it), streamed too, with x-tollway-prompt and one usage record naming slug and
 version; named versions, environments, variables errors and locked or unknown overrides."""
 
+import time
 from decimal import Decimal
 
 import httpx
@@ -9,7 +10,10 @@ import openai
 import pytest
 
 from portal import services as portal_services
+from portal.models import Membership
+from portal.prompts import services as prompt_services
 from tests.gateway import start_gateway, wait_for_usage
+from tests.portal.factories import MembershipFactory
 from tests.prompts.gateway_prompts import call_prompt, new_version, published
 from tests.upstreams import openai_server
 
@@ -170,3 +174,19 @@ def test_bad_bodies_and_references_answer_openai_style_errors(gateway, key):
     assert nested.status_code == 404 and nested.json()["error"]["code"] == "unknown_url"
     assert no_key.status_code == 401
     assert [r.status for r in wait_for_usage(2)] == [400, 400]
+
+
+def test_an_environment_a_tenant_added_is_known_to_the_gateway_before_anything_is_published_there(gateway, key, prompt):
+    admin = MembershipFactory(team=None, tenant=prompt.tenant, role=Membership.Role.TENANT_ADMIN).user
+    prompt_services.add_environment(prompt.tenant, actor=admin, name="canary")
+    # The change feed carries the new environment: within the test refresh interval (0.5 s), no publication.
+    deadline = time.monotonic() + 5
+    while True:
+        answer = call_prompt(
+            gateway.url, key, "ticker-summary", {"variables": {"ticker": "A"}, "environment": "canary"}
+        )
+        if answer.status_code == 404 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["error"]["code"] == "prompt_not_published"
