@@ -101,6 +101,9 @@ def build(args: argparse.Namespace, report: Report, upstream_url: str) -> Path:
         if not keys_file.exists():
             raise SystemExit(f"--skip-build: {keys_file} is missing; build first")
         built = (args.state_dir / "shape.txt").read_text().strip() if (args.state_dir / "shape.txt").exists() else "?"
+        # The code may have new migrations since the build: a gateway on an older schema fails every key lookup.
+        for database in (FULL_DB, EMPTY_DB):
+            builder.migrate(database, gateway_env(args, "build", database))
         report.note(
             f"databases reused (--skip-build), built as {built}; rows in {FULL_DB}: {builder.row_counts(FULL_DB)}"
         )
