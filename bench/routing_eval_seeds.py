@@ -93,7 +93,8 @@ def table(rows: list[dict], total: dict) -> str:
         lines.append(
             f"| {r['seed']} | {r['premium_accuracy']:.3f} | {Decimal(r['premium_cost_usd']):.4f} "
             f"| {r['learned_accuracy']:.3f} | {Decimal(r['learned_cost_usd']):.4f} | {r['saved']:.1%} "
-            f"| {r['accuracy_share']:.1%} | {r['chosen_point']} ({r['margin']}) | {'met' if r['bar_met'] else 'not met'} |"
+            f"| {r['accuracy_share']:.1%} | {r['chosen_point']} ({r['margin']}) "
+            f"| {'met' if r['bar_met'] else 'not met'} |"
         )
     lines.append(
         f"| mean | | | | | {total['saved_mean']:.1%} | {total['accuracy_share_mean']:.1%} | | "
