@@ -1,6 +1,6 @@
 """The learned router's fixed rule on fresh train/test splits. Run by hand, not in the suite:
 
-    .venv/bin/python bench/routing_eval_seeds.py                  # seeds 101-110, about 3 minutes a seed
+    .venv/bin/python bench/routing_eval_seeds.py                  # seeds 101-110, under a minute a seed
     .venv/bin/python bench/routing_eval_seeds.py --seeds 101-103
     .venv/bin/python bench/routing_eval_seeds.py --summarise      # the table again from the seeds' results
 
