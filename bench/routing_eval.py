@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/routing_eval.py                 # a few minutes; writes bench/results/routing_eval.md
     .venv/bin/python bench/routing_eval.py --only always-premium,cheapest-above-quality
+    .venv/bin/python bench/routing_eval.py --seed 101 --only learned-recommended   # writes routing_eval-seed101.*
 
 The data: 945 RouterBench prompts (ARC-Challenge, MBPP, Winogrande) with five models' recorded answers and
 recorded correctness, bench/data/routerbench/ (README there: source, commit, licence, derivation). They are split
@@ -70,7 +71,8 @@ from tests.upstreams.server import LoopbackServer, read_body, send_json  # noqa:
 
 DATA = ROOT / "bench" / "data" / "routerbench" / "rows.jsonl.gz"
 RESULTS = ROOT / "bench" / "results"
-SEED, TEST_SHARE = 12, 0.3
+DEFAULT_SEED, TEST_SHARE = 12, 0.3
+SEED = DEFAULT_SEED  # --seed sets it
 VERIFIER_NOISES = (0.0, 0.05, 0.1, 0.2)  # the share of verdicts flipped
 PREMIUM, CHEAPEST = "gpt-4-turbo", "mistral-7b"
 # USD per million input and output tokens, the public list prices of the RouterBench era (late 2023):
@@ -534,30 +536,59 @@ def plot(points: list[Point], path: Path) -> None:
 
 
 def save_points(points: list[Point], path: Path) -> None:
-    rows = [{**p.__dict__, "cost": str(p.cost), "routes": []} for p in points]
+    # The label keeps the learned router's chosen point, which is read from the routes not saved here.
+    rows = [{**p.__dict__, "cost": str(p.cost), "routes": [], "label": p.label} for p in points]
     path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
 
 def load_points(path: Path) -> list[Point]:
-    return [Point(**{**row, "cost": Decimal(row["cost"])}) for row in json.loads(path.read_text(encoding="utf-8"))]
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    fields = Point.__dataclass_fields__
+    return [Point(**{k: v for k, v in row.items() if k in fields} | {"cost": Decimal(row["cost"])}) for row in rows]
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated strategy names (always-premium is always run)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"the train/test shuffle's seed (default {DEFAULT_SEED}); another seed writes routing_eval-seed<N>.*",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="print the chosen strategies and the split's sizes, and run nothing"
+    )
     parser.add_argument("--limit", type=int, help="replay only the first N test prompts (a quick look)")
     parser.add_argument("--replot", action="store_true", help="redraw the PNG from the last run's points only")
     parser.add_argument(
         "--port-base", type=int, help="the upstream, verifier and gateway on this port and the next two (default: free)"
     )
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def selected_strategies(only: str | None) -> list[Strategy]:
+    wanted = set(only.split(",")) | {"always-premium"} if only else None
+    # "learned" names its variants too (learned-trade-off)
+    is_wanted = lambda name: wanted is None or any(name == w or name.startswith(f"{w}-") for w in wanted)  # noqa: E731
+    return [s for s in STRATEGIES if is_wanted(s.name)]
+
+
+def main() -> None:
+    global SEED
+    args = parse_args()
+    SEED = args.seed  # the split, the verifier's flips and the report all read it
+    stem = "routing_eval" if args.seed == DEFAULT_SEED else f"routing_eval-seed{args.seed}"
+    chosen = selected_strategies(args.only)
+    if args.list:
+        train, test = load_rows()
+        print(f"seed {SEED}: train {len(train)}, test {len(test)}, first test {test[0]['id']}")
+        print("strategies: " + ", ".join(s.name for s in chosen))
+        return
     if args.replot:
         plot(load_points(RESULTS / "routing_eval.json"), RESULTS / "routing_eval.png")
         return
     port = lambda offset: args.port_base + offset if args.port_base else None  # noqa: E731
-    wanted = set(args.only.split(",")) | {"always-premium"} if args.only else None
-    # "learned" names its variants too (learned-trade-off)
-    is_wanted = lambda name: wanted is None or any(name == w or name.startswith(f"{w}-") for w in wanted)  # noqa: E731
 
     # One access-log line per call would drown the table.
     for name in ("tollway.access", "httpx", "httpx2"):
@@ -576,7 +607,6 @@ def main() -> None:
         for deployment in data["deployments"]:
             deployment["quality"] = context.quality[deployment["name"]]
         import_catalogue(data=data, source="routing-eval")
-        chosen = [s for s in STRATEGIES if is_wanted(s.name)]
         skipped = {s.name: reason for s in chosen if (reason := install(s, context))}
         for name, reason in skipped.items():
             print(f"skipping {name}: {reason}", flush=True)
@@ -612,14 +642,14 @@ def main() -> None:
                     print(f"{point.label}: accuracy {point.accuracy:.3f}, cost {point.cost:.4f}", flush=True)
                     points.append(point)
     RESULTS.mkdir(exist_ok=True)
-    save_points(points, RESULTS / "routing_eval.json")
+    save_points(points, RESULTS / f"{stem}.json")
     table = report(points, skipped, context)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (RESULTS / "routing_eval.md").write_text(table, encoding="utf-8")
-    (RESULTS / f"routing_eval-{stamp}.md").write_text(table, encoding="utf-8")
-    plot(points, RESULTS / "routing_eval.png")
+    (RESULTS / f"{stem}.md").write_text(table, encoding="utf-8")
+    (RESULTS / f"{stem}-{stamp}.md").write_text(table, encoding="utf-8")
+    plot(points, RESULTS / f"{stem}.png")
     print(table)
-    print(f"written: bench/results/routing_eval.md and routing_eval.png (scratch: {SCRATCH})")
+    print(f"written: bench/results/{stem}.md and {stem}.png (scratch: {SCRATCH})")
 
 
 if __name__ == "__main__":
