@@ -91,22 +91,8 @@
     return true;
   }
 
-  async function readStream(response, state) {
-    var reader = response.body.getReader();
-    var decoder = new TextDecoder();
-    var buffer = "";
-    for (;;) {
-      var result = await reader.read();
-      if (result.done) break;
-      buffer += decoder.decode(result.value, { stream: true }).replace(/\r\n/g, "\n");
-      var boundary;
-      while ((boundary = buffer.indexOf("\n\n")) !== -1) {
-        var rawEvent = buffer.slice(0, boundary);
-        buffer = buffer.slice(boundary + 2);
-        if (!handleEvent(rawEvent, state)) { reader.cancel().catch(function () {}); return; }
-      }
-    }
-    if (buffer.trim()) handleEvent(buffer, state);
+  function readStream(response, state) {
+    return window.TollwaySSE.read(response, function (rawEvent) { return handleEvent(rawEvent, state); });
   }
 
   function keepButton(card, run) {
