@@ -65,3 +65,15 @@ def api_key(team, catalogue):
 def gateway(catalogue, api_key):
     with start_gateway() as server:
         yield server
+
+
+@pytest.fixture
+def tasks_inline():
+    """Celery tasks run where they are sent, even with a broker configured (CI's PostgreSQL + Redis run has no
+    worker): for tests of what is sent and what it does, not of how it is queued."""
+    from config.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before

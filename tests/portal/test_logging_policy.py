@@ -12,7 +12,7 @@ from routing.models import ChangeEvent, StoredResponse
 from tests.factories import TeamFactory
 from tests.portal.factories import MembershipFactory, token_client
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tasks_inline")]
 Role = Membership.Role
 
 

@@ -17,7 +17,7 @@ from tests.portal.factories import MembershipFactory
 from tests.responses.conftest import WEATHER_TOOL
 from tests.responses.test_native_passthrough import native  # noqa: F401 (the fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("tasks_inline")]
 
 
 def client(url: str, key: str) -> openai.OpenAI:
