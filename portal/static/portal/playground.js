@@ -93,31 +93,11 @@
   }
   keyInput.addEventListener("change", loadModels);
 
-  // One SSE event: its data lines, joined. Returns false on [DONE].
-  function handleEvent(rawEvent, state) {
-    var data = rawEvent.split("\n")
-      .filter(function (line) { return line.indexOf("data:") === 0; })
-      .map(function (line) { return line.slice(5).replace(/^ /, ""); })
-      .join("\n");
-    if (!data) return true;
-    if (data === "[DONE]") return false;
-    var chunk;
-    try { chunk = JSON.parse(data); } catch (e) { return true; }
-    if (chunk.error) { state.error = errorText(chunk, "an error"); return false; }
-    if (chunk.usage) state.usage = chunk.usage;
-    var choice = chunk.choices && chunk.choices[0];
-    var delta = choice && choice.delta && choice.delta.content;
-    if (delta) {
-      if (state.firstTokenMs === null) state.firstTokenMs = performance.now() - state.started;
-      state.text += delta;
+  function readStream(response, state) {
+    return window.TollwaySSE.readChat(response, state, errorText, function (state) {
       state.target.textContent = state.text;
       log.scrollTop = log.scrollHeight;
-    }
-    return true;
-  }
-
-  function readStream(response, state) {
-    return window.TollwaySSE.read(response, function (rawEvent) { return handleEvent(rawEvent, state); });
+    });
   }
 
   function finish(state, bubble) {
@@ -172,7 +152,7 @@
         state.usage = completion.usage || null;
         var choice = completion.choices && completion.choices[0];
         state.text = (choice && choice.message && choice.message.content) || "";
-        state.target.textContent = state.text;
+      state.target.textContent = state.text;
       }
       if (state.error) throw new Error(state.error);
       history.push({ role: "assistant", content: state.text });

@@ -70,29 +70,10 @@
     return card;
   }
 
-  function handleEvent(rawEvent, state) {
-    var data = rawEvent.split("\n")
-      .filter(function (line) { return line.indexOf("data:") === 0; })
-      .map(function (line) { return line.slice(5).replace(/^ /, ""); })
-      .join("\n");
-    if (!data) return true;
-    if (data === "[DONE]") return false;
-    var chunk;
-    try { chunk = JSON.parse(data); } catch (e) { return true; }
-    if (chunk.error) { state.error = errorText(chunk, "an error"); return false; }
-    if (chunk.usage) state.usage = chunk.usage;
-    var choice = chunk.choices && chunk.choices[0];
-    var delta = choice && choice.delta && choice.delta.content;
-    if (delta) {
-      if (state.firstTokenMs === null) state.firstTokenMs = performance.now() - state.started;
-      state.text += delta;
-      state.output.textContent = state.text;
-    }
-    return true;
-  }
-
   function readStream(response, state) {
-    return window.TollwaySSE.read(response, function (rawEvent) { return handleEvent(rawEvent, state); });
+    return window.TollwaySSE.readChat(response, state, errorText, function (state) {
+      state.output.textContent = state.text;
+    });
   }
 
   function keepButton(card, run) {
